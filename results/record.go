@@ -1,0 +1,107 @@
+// Package results owns a run's directory and everything written to it: the streaming
+// operation and event logs, their analysis, the linearizability check, plots and reports.
+package results
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sync"
+)
+
+// ResultOK is the Result of an operation that succeeded. Any other Result is a failure
+// and holds the error text.
+const ResultOK = "ok"
+
+// ResultOverload is the Result of an operation that was due but never sent because the
+// client already had --max-inflight operations outstanding. It certainly did not happen.
+const ResultOverload = "overload: max-inflight reached, not sent"
+
+// Op kinds.
+const (
+	KindWrite = "write"
+	KindRead  = "read"
+)
+
+// Op is one client operation, one line of ops.jsonl. Times are seconds from the run's start.
+type Op struct {
+	Client        string  `json:"client"`
+	Kind          string  `json:"kind"`
+	Key           string  `json:"key"`
+	Value         string  `json:"value,omitempty"` // write: unique id of the value written; read: id read ("" = absent)
+	ExpectedStart float64 `json:"expected_start"`  // when the open-loop schedule said to send it
+	Submitted     float64 `json:"submitted"`       // when it was actually sent
+	Completed     float64 `json:"completed"`       // when the reply (or error) came back
+	Result        string  `json:"result"`          // ResultOK or the error text
+	Target        string  `json:"target"`          // endpoint the client sent it to
+}
+
+// OK reports whether the operation succeeded.
+func (o Op) OK() bool { return o.Result == ResultOK }
+
+// Event types written to events.jsonl.
+const (
+	EventRunStart      = "run-start"
+	EventClusterReady  = "cluster-ready"
+	EventWorkloadStart = "workload-start"
+	EventWorkloadEnd   = "workload-end"
+	EventFaultStart    = "fault-start"  // a fault window opens (Fault, Targets)
+	EventFaultAction   = "fault-action" // one step inside a window (Action: kill, partition, heal, pause, ...)
+	EventFaultEnd      = "fault-end"    // the window closes; everything the fault did is undone
+	EventLeader        = "leader"       // the observed leader changed (Leader, Term)
+	EventTerm          = "term"         // a member's term rose (Node, Term)
+	EventCommand       = "command"      // a command typed at the debug prompt (Detail)
+	EventError         = "error"
+	EventRunEnd        = "run-end"
+)
+
+// Event is one line of events.jsonl. T is seconds from the run's start.
+type Event struct {
+	T       float64  `json:"t"`
+	Type    string   `json:"type"`
+	Fault   string   `json:"fault,omitempty"`
+	Action  string   `json:"action,omitempty"`
+	Targets []string `json:"targets,omitempty"`
+	Node    string   `json:"node,omitempty"`
+	Leader  string   `json:"leader,omitempty"`
+	Term    uint64   `json:"term,omitempty"`
+	Detail  string   `json:"detail,omitempty"`
+}
+
+// JSONLWriter appends one JSON object per line and writes each line with a single write,
+// so a crash leaves at most one half-written last line behind.
+type JSONLWriter struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+// CreateJSONL opens path for appending, creating it if needed.
+func CreateJSONL(path string) (*JSONLWriter, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return &JSONLWriter{f: f}, nil
+}
+
+// Append writes v as one line.
+func (w *JSONLWriter) Append(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode record: %w", err)
+	}
+	b = append(b, '\n')
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, err := w.f.Write(b); err != nil {
+		return fmt.Errorf("append to %s: %w", w.f.Name(), err)
+	}
+	return nil
+}
+
+// Close closes the file.
+func (w *JSONLWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.f.Close()
+}

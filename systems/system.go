@@ -1,0 +1,65 @@
+// Package systems knows how to run each system under test: the command that starts
+// member i, the real client library behind a workloads.KV, and how to read a member's
+// view of leader, term and raft index. It does not schedule faults.
+package systems
+
+import (
+	"context"
+	"time"
+
+	"github.com/dtlab/dt/workloads"
+)
+
+// Member is one server node of the cluster as the system sees it.
+type Member struct {
+	Name string // node name, e.g. "s1"
+	IP   string // address on the emulated network
+}
+
+// Cluster is everything needed to build members' command lines.
+type Cluster struct {
+	Members        []Member
+	RunDir         string  // data dirs and logs live under it
+	FailureTimeout float64 // seconds; etcd: election = 1000·t ms, heartbeat = 100·t ms
+	PreVote        bool
+	Bin            string // server binary; "" = the system's default
+	Token          string // unique per run, e.g. the run id
+}
+
+// Command is a process for an agent to start: argv, never a shell string.
+type Command struct {
+	Argv    []string
+	Env     []string
+	Dir     string
+	DataDir string // the member's persistent state (backed up / cleaned by the agent)
+	Log     string
+}
+
+// MemberStatus is one member's own view, read locally inside its namespace.
+type MemberStatus struct {
+	Member   string `json:"member"`
+	ID       string `json:"id"`        // the system's member id (hex for etcd)
+	LeaderID string `json:"leader_id"` // "" when this member knows no leader
+	Term     uint64 `json:"term"`
+	Index    uint64 `json:"index"`
+	Healthy  bool   `json:"healthy"`
+	Error    string `json:"error,omitempty"`
+}
+
+// System is one system under test.
+type System interface {
+	Name() string
+	// MemberCommand returns how to start member i; rejoin means its data dir already
+	// holds state from an earlier start (etcd: --initial-cluster-state existing).
+	MemberCommand(c Cluster, i int, rejoin bool) Command
+	// ClientEndpoints lists the client URLs of the members, in member order.
+	ClientEndpoints(c Cluster) []string
+	// LocalEndpoint is the member's client URL as seen from inside its own namespace.
+	LocalEndpoint(c Cluster, i int) string
+	// NewKV builds a real client for the workload.
+	NewKV(endpoints []string, opTimeout time.Duration) (workloads.KV, error)
+	// Status reads one member's view through endpoint (a member's local URL).
+	Status(ctx context.Context, endpoint string) (MemberStatus, error)
+	// ClientEnv is the environment for a shell that talks to the cluster (ETCDCTL_ENDPOINTS...).
+	ClientEnv(c Cluster) []string
+}
