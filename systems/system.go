@@ -5,6 +5,10 @@ package systems
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/dtlab/dt/workloads"
@@ -20,29 +24,34 @@ type Member struct {
 type Cluster struct {
 	Members        []Member
 	RunDir         string  // data dirs and logs live under it
-	FailureTimeout float64 // seconds; etcd: election = 1000·t ms, heartbeat = 100·t ms
+	FailureTimeout float64 // seconds; etcd: election = 1000·t ms, heartbeat = 100·t ms; 0 = 1.0 as reckon
 	PreVote        bool
 	Bin            string // server binary; "" = the system's default
 	Token          string // unique per run, e.g. the run id
+	// SharedNetns says the members share one network namespace (tests, or a host without
+	// root) instead of one namespace each. A member then listens for clients on its IP
+	// only, since a 127.0.0.1 listener on the same port would collide, and LocalEndpoint
+	// is its IP URL. Give each member its own loopback address (127.0.0.11, .12, ...).
+	SharedNetns bool
 }
 
 // Command is a process for an agent to start: argv, never a shell string.
 type Command struct {
 	Argv    []string
-	Env     []string
+	Env     []string // extra KEY=VALUE variables for the process
 	Dir     string
 	DataDir string // the member's persistent state (backed up / cleaned by the agent)
-	Log     string
+	Log     string // file for the process's stdout and stderr (its directory may not exist yet)
 }
 
 // MemberStatus is one member's own view, read locally inside its namespace.
 type MemberStatus struct {
-	Member   string `json:"member"`
+	Member   string `json:"member"`    // filled by the caller: Status only knows the endpoint
 	ID       string `json:"id"`        // the system's member id (hex for etcd)
 	LeaderID string `json:"leader_id"` // "" when this member knows no leader
 	Term     uint64 `json:"term"`
 	Index    uint64 `json:"index"`
-	Healthy  bool   `json:"healthy"`
+	Healthy  bool   `json:"healthy"` // it answered and knows a leader
 	Error    string `json:"error,omitempty"`
 }
 
@@ -62,4 +71,59 @@ type System interface {
 	Status(ctx context.Context, endpoint string) (MemberStatus, error)
 	// ClientEnv is the environment for a shell that talks to the cluster (ETCDCTL_ENDPOINTS...).
 	ClientEnv(c Cluster) []string
+}
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]System{}
+)
+
+// The one place built-in systems are registered.
+func init() {
+	for _, s := range []System{
+		newEtcd("etcd", false),
+		newEtcd("etcd-pre-vote", true),
+	} {
+		if err := Register(s); err != nil {
+			panic(err)
+		}
+	}
+}
+
+// Register adds s under s.Name(); a name registered twice is an error.
+func Register(s System) error {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	name := s.Name()
+	if name == "" {
+		return fmt.Errorf("register system: empty name")
+	}
+	if _, dup := registry[name]; dup {
+		return fmt.Errorf("register system %q: already registered", name)
+	}
+	registry[name] = s
+	return nil
+}
+
+// Lookup returns the system called name; an unknown name is an error listing the valid ones.
+func Lookup(name string) (System, error) {
+	registryMu.RLock()
+	s, ok := registry[name]
+	registryMu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("unknown system %q; valid: %s", name, strings.Join(Names(), ", "))
+	}
+	return s, nil
+}
+
+// Names lists the registered systems, sorted.
+func Names() []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
 }

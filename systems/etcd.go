@@ -1,0 +1,336 @@
+package systems
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/dtlab/dt/workloads"
+)
+
+// etcd defaults.
+const (
+	// EtcdBin is the Debian etcd-server binary (3.4.23 on bookworm).
+	EtcdBin = "/usr/bin/etcd"
+	// EtcdClientPort and EtcdPeerPort are the same on every member: each member has its own
+	// address (its own namespace, or its own loopback address with Cluster.SharedNetns).
+	EtcdClientPort = 2379
+	EtcdPeerPort   = 2380
+	// DefaultFailureTimeout is reckon's --failure-timeout: election 1 s, heartbeat 100 ms.
+	DefaultFailureTimeout = 1.0
+	// DefaultToken is the --initial-cluster-token when Cluster.Token is empty.
+	DefaultToken = "dt"
+)
+
+// etcd runs etcd members and talks to them with the official v3 client. preVote forces
+// --pre-vote=true whatever Cluster.PreVote says (the "etcd-pre-vote" system).
+type etcd struct {
+	name    string
+	preVote bool
+}
+
+// newEtcd returns an etcd System registered as name; preVote forces Raft pre-vote on.
+// The built-in "etcd" and "etcd-pre-vote" are already registered.
+func newEtcd(name string, preVote bool) System { return &etcd{name: name, preVote: preVote} }
+
+func (e *etcd) Name() string { return e.name }
+
+func clientURL(ip string) string {
+	return "http://" + net.JoinHostPort(ip, strconv.Itoa(EtcdClientPort))
+}
+func peerURL(ip string) string { return "http://" + net.JoinHostPort(ip, strconv.Itoa(EtcdPeerPort)) }
+
+// MemberCommand starts member i with data in RUN/data/NAME and its log in
+// RUN/logs/NAME.log (zap JSON lines on stderr; the first "starting an etcd server" line
+// records the effective configuration, "pre-vote" included). Every flag is written as
+// --flag=value: Go's flag package reads "--pre-vote false" as --pre-vote=true followed by
+// a stray argument. etcd also reads ETCD_* environment variables and refuses to start
+// when one shadows a flag given here, so the agent should not pass any.
+//
+// Equivalent to:
+//
+//	etcd --name=s1 --data-dir=RUN/data/s1 --listen-peer-urls=http://IP:2380 \
+//	  --initial-advertise-peer-urls=http://IP:2380 \
+//	  --listen-client-urls=http://IP:2379,http://127.0.0.1:2379 --advertise-client-urls=http://IP:2379 \
+//	  --initial-cluster=s1=http://IP1:2380,... --initial-cluster-token=TOKEN --initial-cluster-state=new \
+//	  --election-timeout=1000 --heartbeat-interval=100 --pre-vote=false --logger=zap --log-outputs=stderr
+func (e *etcd) MemberCommand(c Cluster, i int, rejoin bool) Command {
+	m := c.Members[i]
+	t := c.FailureTimeout
+	if t <= 0 {
+		t = DefaultFailureTimeout
+	}
+	bin := c.Bin
+	if bin == "" {
+		bin = EtcdBin
+	}
+	token := c.Token
+	if token == "" {
+		token = DefaultToken
+	}
+	state := "new"
+	if rejoin {
+		state = "existing"
+	}
+	peers := make([]string, len(c.Members))
+	for j, p := range c.Members {
+		peers[j] = p.Name + "=" + peerURL(p.IP)
+	}
+	listenClient := clientURL(m.IP)
+	if !c.SharedNetns {
+		// How the member's own agent reads its status even when the emulated network is cut.
+		listenClient += "," + clientURL("127.0.0.1")
+	}
+	ms := func(v float64) string { return strconv.Itoa(max(1, int(math.Round(v)))) }
+	dataDir := filepath.Join(c.RunDir, "data", m.Name)
+	return Command{
+		Argv: []string{
+			bin,
+			"--name=" + m.Name,
+			"--data-dir=" + dataDir,
+			"--listen-peer-urls=" + peerURL(m.IP),
+			"--initial-advertise-peer-urls=" + peerURL(m.IP),
+			"--listen-client-urls=" + listenClient,
+			"--advertise-client-urls=" + clientURL(m.IP),
+			"--initial-cluster=" + strings.Join(peers, ","),
+			"--initial-cluster-token=" + token,
+			"--initial-cluster-state=" + state,
+			"--election-timeout=" + ms(1000*t),
+			"--heartbeat-interval=" + ms(100*t),
+			// etcd 3.4 defaults to false, 3.5+ to true: always say which.
+			"--pre-vote=" + strconv.FormatBool(e.preVote || c.PreVote),
+			"--logger=zap",
+			"--log-outputs=stderr",
+		},
+		Dir:     c.RunDir,
+		DataDir: dataDir,
+		Log:     filepath.Join(c.RunDir, "logs", m.Name+".log"),
+	}
+}
+
+// ClientEndpoints returns http://IP:2379 for every member.
+func (e *etcd) ClientEndpoints(c Cluster) []string {
+	eps := make([]string, len(c.Members))
+	for i, m := range c.Members {
+		eps[i] = clientURL(m.IP)
+	}
+	return eps
+}
+
+// LocalEndpoint is http://127.0.0.1:2379, or the member's IP URL with SharedNetns.
+func (e *etcd) LocalEndpoint(c Cluster, i int) string {
+	if c.SharedNetns {
+		return clientURL(c.Members[i].IP)
+	}
+	return clientURL("127.0.0.1")
+}
+
+// ClientEnv sets etcdctl to the v3 API and to every member's client URL.
+func (e *etcd) ClientEnv(c Cluster) []string {
+	return []string{
+		"ETCDCTL_API=3",
+		"ETCDCTL_ENDPOINTS=" + strings.Join(e.ClientEndpoints(c), ","),
+	}
+}
+
+// reconnect bounds gRPC's reconnection backoff (default: up to 120 s) so that a member
+// that comes back is used again within about a second; otherwise the client's backoff,
+// not the system, would decide how long recovery appears to take.
+var reconnect = grpc.WithConnectParams(grpc.ConnectParams{
+	Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+	MinConnectTimeout: time.Second,
+})
+
+// NewKV builds one clientv3.Client per endpoint and sends each operation to the next
+// endpoint in turn, so that the record can say where every operation went (a single
+// multi-endpoint client balances internally and does not tell). Reads are linearizable.
+//
+// Each operation is bounded by opTimeout (and by its context). What clientv3 itself
+// still does, and we keep because real etcd clients do it: calls wait for the
+// connection to be ready instead of failing fast (WaitForReady), so an operation sent
+// to a dead member times out rather than failing at once; Get is retried against the
+// same endpoint on codes.Unavailable every ~25 ms until the timeout; Put is retried only
+// when it provably never left the client (no connection available). Dialing does not
+// block, so NewKV succeeds while members are down. Endpoint auto-sync stays off: each
+// client talks to its one endpoint only.
+func (e *etcd) NewKV(endpoints []string, opTimeout time.Duration) (workloads.KV, error) {
+	if len(endpoints) == 0 {
+		return nil, errors.New("etcd client: no endpoints")
+	}
+	kv := &etcdKV{endpoints: endpoints, timeout: opTimeout}
+	for _, ep := range endpoints {
+		cli, err := clientv3.New(clientv3.Config{
+			Endpoints: []string{ep},
+			// The dial itself does not block; this bounds only New's auth round trip.
+			DialTimeout: 2 * time.Second,
+			Logger:      zap.NewNop(),
+			DialOptions: []grpc.DialOption{reconnect},
+		})
+		if err != nil {
+			kv.Close()
+			return nil, fmt.Errorf("etcd client for %s: %w", ep, err)
+		}
+		kv.clients = append(kv.clients, cli)
+	}
+	return kv, nil
+}
+
+// etcdKV implements workloads.TargetedKV.
+type etcdKV struct {
+	endpoints []string
+	clients   []*clientv3.Client
+	timeout   time.Duration
+	next      atomic.Uint64
+	last      atomic.Int64 // index of the endpoint picked last
+}
+
+func (k *etcdKV) pick() int {
+	i := int((k.next.Add(1) - 1) % uint64(len(k.clients)))
+	k.last.Store(int64(i))
+	return i
+}
+
+func (k *etcdKV) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if k.timeout > 0 {
+		return context.WithTimeout(ctx, k.timeout)
+	}
+	return ctx, func() {}
+}
+
+func (k *etcdKV) PutTarget(ctx context.Context, key, value string) (string, error) {
+	i := k.pick()
+	ctx, cancel := k.opContext(ctx)
+	defer cancel()
+	if _, err := k.clients[i].Put(ctx, key, value); err != nil {
+		return k.endpoints[i], fmt.Errorf("etcd put: %w", err)
+	}
+	return k.endpoints[i], nil
+}
+
+func (k *etcdKV) GetTarget(ctx context.Context, key string) (string, bool, string, error) {
+	i := k.pick()
+	ctx, cancel := k.opContext(ctx)
+	defer cancel()
+	resp, err := k.clients[i].Get(ctx, key)
+	if err != nil {
+		return "", false, k.endpoints[i], fmt.Errorf("etcd get: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", false, k.endpoints[i], nil
+	}
+	return string(resp.Kvs[0].Value), true, k.endpoints[i], nil
+}
+
+func (k *etcdKV) Put(ctx context.Context, key, value string) error {
+	_, err := k.PutTarget(ctx, key, value)
+	return err
+}
+
+func (k *etcdKV) Get(ctx context.Context, key string) (string, bool, error) {
+	v, ok, _, err := k.GetTarget(ctx, key)
+	return v, ok, err
+}
+
+// Target is the endpoint picked by the most recent operation.
+func (k *etcdKV) Target() string { return k.endpoints[k.last.Load()] }
+
+func (k *etcdKV) Close() error {
+	var errs []error
+	for _, c := range k.clients {
+		if err := c.Close(); err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// statusTimeout bounds one Status call, whatever the caller's context allows: a member
+// that is paused or cut off must not hold up a poller that runs every ~100 ms.
+const statusTimeout = 300 * time.Millisecond
+
+// statusConns caches one gRPC connection per endpoint for Status. It uses the etcd API
+// directly rather than clientv3: Maintenance.Status dials a fresh connection on every
+// call, and clientv3's interceptor retries Unavailable until the deadline, where a
+// poller wants a cheap call that fails fast when the member is down.
+var statusConns = struct {
+	sync.Mutex
+	m map[string]*grpc.ClientConn
+}{m: map[string]*grpc.ClientConn{}}
+
+func statusConn(endpoint string) (*grpc.ClientConn, error) {
+	statusConns.Lock()
+	defer statusConns.Unlock()
+	if c, ok := statusConns.m[endpoint]; ok {
+		return c, nil
+	}
+	host := endpoint
+	if _, rest, ok := strings.Cut(endpoint, "://"); ok {
+		host = rest
+	}
+	c, err := grpc.NewClient("passthrough:///"+host,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 250 * time.Millisecond},
+			MinConnectTimeout: statusTimeout,
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("status connection to %s: %w", endpoint, err)
+	}
+	statusConns.m[endpoint] = c
+	return c, nil
+}
+
+// CloseStatusConns closes the connections cached by Status (the next Status reopens them).
+func CloseStatusConns() {
+	statusConns.Lock()
+	defer statusConns.Unlock()
+	for ep, c := range statusConns.m {
+		c.Close()
+		delete(statusConns.m, ep)
+	}
+}
+
+// Status asks the member at endpoint for its own view (etcdctl endpoint status): member
+// id, leader id (hex, as etcdctl prints them), raft term and index. It is healthy when
+// it answers within 300 ms and knows a leader. A member that cannot be reached yields an
+// error, and a MemberStatus carrying it.
+func (e *etcd) Status(ctx context.Context, endpoint string) (MemberStatus, error) {
+	conn, err := statusConn(endpoint)
+	if err != nil {
+		return MemberStatus{Error: err.Error()}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	resp, err := pb.NewMaintenanceClient(conn).Status(ctx, &pb.StatusRequest{})
+	if err != nil {
+		err = fmt.Errorf("etcd status %s: %w", endpoint, err)
+		return MemberStatus{Error: err.Error()}, err
+	}
+	st := MemberStatus{Term: resp.RaftTerm, Index: resp.RaftIndex}
+	if resp.Header != nil {
+		st.ID = fmt.Sprintf("%x", resp.Header.MemberId)
+	}
+	if resp.Leader != 0 {
+		st.LeaderID = fmt.Sprintf("%x", resp.Leader)
+		st.Healthy = true
+	}
+	if len(resp.Errors) > 0 { // e.g. an active NOSPACE alarm
+		st.Error = strings.Join(resp.Errors, "; ")
+	}
+	return st, nil
+}
