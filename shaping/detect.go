@@ -1,0 +1,82 @@
+package shaping
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Detect reports whether the kernel can run tc netem. It tries for real, on the loopback
+// interface of a throwaway network namespace, so it neither touches the host's interfaces
+// nor trusts module lists (netem may be built in, loadable or absent). The answer is
+// computed once per process. It needs CAP_NET_ADMIN; without it the answer is false.
+//
+// Equivalent to: unshare -n tc qdisc add dev lo root netem delay 1ms
+func Detect() bool { return detectNetem() == nil }
+
+// detectNetem is Detect with the reason: nil, or an error wrapping ErrNetemUnavailable.
+var detectNetem = sync.OnceValue(func() error {
+	err := probeNetem()
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrNetemUnavailable, err)
+})
+
+func probeNetem() error {
+	nsc := make(chan netns.NsHandle, 1)
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("get current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		probe, err := netns.New() // also moves this thread into it
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("create probe netns: %w", err)
+			return
+		}
+		if err := netns.Set(orig); err != nil {
+			probe.Close()
+			errc <- fmt.Errorf("return from probe netns: %w (thread discarded)", err)
+			return // thread stays locked and dies with the goroutine
+		}
+		runtime.UnlockOSThread()
+		nsc <- probe
+	}()
+	var probe netns.NsHandle
+	select {
+	case err := <-errc:
+		return err
+	case probe = <-nsc:
+	}
+	defer probe.Close() // the last reference: the namespace goes with it
+
+	h, err := netlink.NewHandleAt(probe)
+	if err != nil {
+		return fmt.Errorf("netlink handle in probe netns: %w", err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("probe netns loopback: %w", err)
+	}
+	q := buildNetem(lo.Attrs().Index, netlink.MakeHandle(1, 0), Impairment{Delay: 1e6})
+	if err := h.QdiscAdd(q); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("tc qdisc add dev lo root netem: %w (kernel has no sch_netem)", err)
+		}
+		return fmt.Errorf("tc qdisc add dev lo root netem: %w", err)
+	}
+	return nil
+}

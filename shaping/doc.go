@@ -1,0 +1,55 @@
+// Package shaping owns link impairments — one-way delay, jitter, loss and rate — on the
+// egress of one interface inside one network namespace, and every kernel object it creates
+// for them: a root qdisc, an iptables chain with its jump rule, and NFQUEUE queues.
+//
+// Two backends implement [Backend]:
+//
+//   - [Netem]: one tc netem qdisc (delay, jitter, loss and rate). Used where the kernel has
+//     sch_netem, which most distribution kernels do.
+//   - [Userspace]: for kernels without netem. Delay and jitter: an iptables NFQUEUE rule and
+//     a reader in the calling process that holds each packet and accepts it when its time
+//     has come. Loss: the iptables statistic match with DROP. Rate: a tc tbf qdisc.
+//
+// [Select] picks one by name ("auto", "netem", "userspace"); "auto" uses [Detect]. A backend
+// that cannot apply an impairment returns an error: it never runs without it.
+//
+// # Semantics (both backends)
+//
+// An [Impairment] applies to packets leaving the interface. A path that crosses one shaped
+// egress in each direction gets Delay one way and 2·Delay round trip. Jitter adds a
+// uniformly distributed offset in [-Jitter, +Jitter] to each packet's delay (clamped at
+// zero), which is netem's own distribution when no distribution table is given. Loss drops
+// each packet independently with probability Loss/100, before it is delayed. Rate limits
+// the interface to Rate bits/s of layer-2 bytes with a queue of about 50 ms, tail drop.
+//
+// The backends differ in one respect: netem reorders packets whose jittered delays cross,
+// while the userspace backend keeps packets of one flow (protocol, addresses, ports) in
+// order, by holding a packet at least until the previous one of its flow is released.
+// Jitter therefore only ever delays a packet more within its flow, and a flow's mean delay
+// is a little above Delay when packets are closer together than the jitter. Packets of
+// different flows are independent and may overtake each other. The reason: etcd and most
+// systems under test speak TCP, where reordering costs spurious retransmissions that a real
+// WAN rarely inflicts.
+//
+// The userspace backend sees only IPv4 and IPv6 packets: ARP is not delayed or dropped,
+// while netem impairs every frame.
+//
+// # Ownership
+//
+// Every object is tagged with the owner string (dt's run id):
+//
+//   - the iptables chain DT-<hash>-<iface> in the mangle table, where <hash> is
+//     [OwnerHash], and a jump to it first in POSTROUTING commented "dt:<owner>";
+//   - the root qdisc handle [QdiscHandle] (major 0xd7XX);
+//   - NFQUEUE queue numbers in the block [QueueRange].
+//
+// [Netem.Clear] and [Userspace.Clear] remove exactly their objects; [CleanupNamespace]
+// removes every object of an owner from a namespace after a crash, and [List] shows them.
+//
+// # Namespaces
+//
+// By default everything happens in the calling process's namespace: in dt the agent, which
+// runs inside the node's namespace, owns the backend. [InNamespace] points a backend at
+// another namespace instead; the queue sockets are then opened in that namespace and the
+// reader still runs in the calling process (tests do this).
+package shaping

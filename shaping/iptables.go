@@ -1,0 +1,251 @@
+package shaping
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Rules live in the mangle table's POSTROUTING chain: it sees both locally generated and
+// forwarded packets after routing has chosen the output interface, once per packet.
+const (
+	table    = "mangle"
+	hookName = "POSTROUTING"
+)
+
+// family is one iptables flavour. Rules go through *-restore so that each change is one
+// atomic transaction: a chain is never seen half-filled, so no packet slips through
+// unimpaired while the rules change.
+type family struct {
+	name    string
+	save    string
+	restore string
+}
+
+var (
+	familyIPv4 = family{name: "ipv4", save: "iptables-save", restore: "iptables-restore"}
+	familyIPv6 = family{name: "ipv6", save: "ip6tables-save", restore: "ip6tables-restore"}
+)
+
+// families lists the IP families the namespace carries: IPv4 always, IPv6 when the kernel
+// has it. Impairing IPv4 only would let IPv6 traffic pass untouched.
+func (c *config) families() ([]family, error) {
+	fams := []family{familyIPv4}
+	var v6 bool
+	err := c.do(func() error {
+		// thread-self, not self: /proc/self/net is the namespace of the main thread.
+		_, err := os.Stat("/proc/thread-self/net/if_inet6")
+		v6 = err == nil
+		return nil
+	})
+	if v6 {
+		fams = append(fams, familyIPv6)
+	}
+	return fams, err
+}
+
+// savedRule is one "-A CHAIN ..." line of iptables-save.
+type savedRule struct {
+	chain   string
+	spec    string // everything after "-A CHAIN "
+	target  string // -j argument
+	comment string // --comment argument, unquoted
+}
+
+type mangleState struct {
+	chains []string
+	rules  []savedRule
+}
+
+func (s mangleState) hasChain(name string) bool { return slices.Contains(s.chains, name) }
+
+// parseSave reads the *mangle section of iptables-save output.
+func parseSave(out string) mangleState {
+	var s mangleState
+	in := false
+	for line := range strings.Lines(out) {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "*"):
+			in = line == "*"+table
+		case !in:
+		case strings.HasPrefix(line, ":"):
+			if f := strings.Fields(line[1:]); len(f) > 0 {
+				s.chains = append(s.chains, f[0])
+			}
+		case strings.HasPrefix(line, "-A "):
+			f := splitQuoted(line)
+			if len(f) < 2 {
+				continue
+			}
+			r := savedRule{chain: f[1], spec: strings.TrimSpace(strings.TrimPrefix(line[3:], f[1]))}
+			for i := 2; i+1 < len(f); i++ {
+				switch f[i] {
+				case "-j", "--jump":
+					r.target = f[i+1]
+				case "--comment":
+					r.comment = f[i+1]
+				}
+			}
+			s.rules = append(s.rules, r)
+		}
+	}
+	return s
+}
+
+// splitQuoted splits on spaces, keeping double-quoted words (quotes removed) together.
+func splitQuoted(s string) []string {
+	var (
+		out   []string
+		cur   strings.Builder
+		quote bool
+		have  bool
+	)
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		switch {
+		case ch == '\\' && quote && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+		case ch == '"':
+			quote = !quote
+			have = true
+		case ch == ' ' && !quote:
+			if have {
+				out = append(out, cur.String())
+				cur.Reset()
+				have = false
+			}
+		default:
+			cur.WriteByte(ch)
+			have = true
+		}
+	}
+	if have {
+		out = append(out, cur.String())
+	}
+	return out
+}
+
+func (c *config) saveMangle(ctx context.Context, f family) (mangleState, error) {
+	out, err := c.run(ctx, "", f.save, "-t", table)
+	if err != nil {
+		return mangleState{}, fmt.Errorf("shaping: list %s rules: %w", f.name, err)
+	}
+	return parseSave(out), nil
+}
+
+func (c *config) restoreMangle(ctx context.Context, f family, body []string) error {
+	if len(body) == 0 {
+		return nil
+	}
+	in := "*" + table + "\n" + strings.Join(body, "\n") + "\nCOMMIT\n"
+	if _, err := c.run(ctx, in, f.restore, "--noflush", "--wait", "10"); err != nil {
+		return fmt.Errorf("shaping: %s rules: %w", f.name, err)
+	}
+	return nil
+}
+
+// chainRules is the body of owner's chain for iface: drop first (a lost packet is never
+// delayed), then queue for the delay. No --queue-bypass: without a reader bound, the
+// kernel drops the packet instead of sending it undelayed.
+//
+// Equivalent to:
+//
+//	iptables -t mangle -A DT-<hash>-<iface> -m statistic --mode random --probability P -m comment --comment dt:<owner> -j DROP
+//	iptables -t mangle -A DT-<hash>-<iface> -m comment --comment dt:<owner> -j NFQUEUE --queue-num Q
+func chainRules(owner, iface string, loss float64, queue uint16, delay bool) []string {
+	chain := ChainName(owner, iface)
+	tag := "-m comment --comment " + comment(owner)
+	var rules []string
+	switch {
+	case loss >= 100:
+		rules = append(rules, fmt.Sprintf("-A %s %s -j DROP", chain, tag))
+	case loss > 0:
+		p := strconv.FormatFloat(loss/100, 'f', -1, 64)
+		rules = append(rules, fmt.Sprintf("-A %s -m statistic --mode random --probability %s %s -j DROP", chain, p, tag))
+	}
+	if delay {
+		rules = append(rules, fmt.Sprintf("-A %s %s -j NFQUEUE --queue-num %d", chain, tag, queue))
+	}
+	return rules
+}
+
+// jumpRule sends iface's egress to owner's chain; it goes first in POSTROUTING so that no
+// earlier ACCEPT lets packets skip it.
+//
+// Equivalent to: iptables -t mangle -I POSTROUTING 1 -o <iface> -m comment --comment dt:<owner> -j DT-<hash>-<iface>
+func jumpRule(owner, iface string) string {
+	return fmt.Sprintf("-o %s -m comment --comment %s -j %s", iface, comment(owner), ChainName(owner, iface))
+}
+
+// installRules makes owner's chain for iface hold exactly rules and jumps to it, in one
+// transaction per family.
+func (c *config) installRules(ctx context.Context, fams []family, owner, iface string, rules []string) error {
+	chain := ChainName(owner, iface)
+	for _, f := range fams {
+		st, err := c.saveMangle(ctx, f)
+		if err != nil {
+			return err
+		}
+		// Declaring the chain in a --noflush restore creates it or flushes it.
+		body := append([]string{":" + chain + " - [0:0]"}, rules...)
+		if !hasJump(st, chain) {
+			body = append(body, "-I "+hookName+" 1 "+jumpRule(owner, iface))
+		}
+		if err := c.restoreMangle(ctx, f, body); err != nil {
+			return fmt.Errorf("install %s: %w", chain, err)
+		}
+	}
+	return nil
+}
+
+func hasJump(st mangleState, chain string) bool {
+	for _, r := range st.rules {
+		if r.target == chain {
+			return true
+		}
+	}
+	return false
+}
+
+// removeRules deletes owner's chain for iface and every jump to it.
+func (c *config) removeRules(ctx context.Context, fams []family, owner, iface string) error {
+	var errs []error
+	for _, f := range fams {
+		st, err := c.saveMangle(ctx, f)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		body := removalBody(st, func(chain string) bool { return chain == ChainName(owner, iface) }, "")
+		if err := c.restoreMangle(ctx, f, body); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removalBody deletes the chains ours selects, every rule jumping to them, and every
+// other rule commented tag (when tag is not empty).
+func removalBody(st mangleState, ours func(chain string) bool, tag string) []string {
+	var body []string
+	for _, r := range st.rules {
+		if ours(r.chain) {
+			continue // goes with its chain
+		}
+		if ours(r.target) || tag != "" && r.comment == tag {
+			body = append(body, "-D "+r.chain+" "+r.spec)
+		}
+	}
+	for _, ch := range st.chains {
+		if ours(ch) {
+			body = append(body, "-F "+ch, "-X "+ch)
+		}
+	}
+	return body
+}
