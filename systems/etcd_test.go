@@ -1,0 +1,202 @@
+package systems_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/systems"
+	"github.com/dtlab/dt/systems/systemstest"
+	"github.com/dtlab/dt/workloads"
+)
+
+func lookup(t *testing.T, name string) systems.System {
+	t.Helper()
+	s, err := systems.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func waitLeader(t *testing.T, lc *systemstest.Cluster) (int, systems.MemberStatus) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	i, st, err := lc.WaitLeader(ctx)
+	if err != nil {
+		for j := range lc.Cluster.Members {
+			t.Logf("log of member %d:\n%s", j, lastLines(lc.Log(j), 15))
+		}
+		t.Fatal(err)
+	}
+	return i, st
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// A real 3-member etcd: the v3.6 client against the 3.4 server, per-op targets, the
+// effective pre-vote setting, a workload through workloads.Run, a leader kill while it
+// runs, and a rejoin.
+func TestEtcdCluster(t *testing.T) {
+	etcd := lookup(t, "etcd")
+	lc := systemstest.Start(t, etcd, 3, nil)
+	t.Cleanup(systems.CloseStatusConns)
+	leader, st := waitLeader(t, lc)
+	t.Logf("leader s%d id %s term %d", leader+1, st.LeaderID, st.Term)
+
+	for i := range 3 {
+		if argv := strings.Join(lc.Argv(i), " "); !strings.Contains(argv, "--pre-vote=false") {
+			t.Errorf("member %d argv lacks --pre-vote=false: %s", i, argv)
+		}
+		if log := lc.Log(i); !strings.Contains(log, `"pre-vote":false`) {
+			t.Errorf("member %d did not log its pre-vote setting as false:\n%s", i, lastLines(log, 5))
+		}
+	}
+
+	kv, err := etcd.NewKV(lc.Endpoints(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kv.Close()
+	tkv := kv.(workloads.TargetedKV)
+	ctx := context.Background()
+	if _, found, err := kv.Get(ctx, "absent"); err != nil || found {
+		t.Fatalf("Get(absent) = found %v, %v", found, err)
+	}
+	seen := map[string]int{}
+	for i := range 6 {
+		target, err := tkv.PutTarget(ctx, "k", "v"+string(rune('0'+i)))
+		if err != nil {
+			t.Fatalf("put via %s: %v", target, err)
+		}
+		seen[target]++
+		v, found, target, err := tkv.GetTarget(ctx, "k")
+		if err != nil || !found || v != "v"+string(rune('0'+i)) {
+			t.Fatalf("get via %s after put: %q %v %v (linearizable read must see the write)", target, v, found, err)
+		}
+		if kv.Target() != target {
+			t.Errorf("Target() = %s, last op went to %s", kv.Target(), target)
+		}
+		seen[target]++
+	}
+	for _, ep := range lc.Endpoints() {
+		if seen[ep] != 4 {
+			t.Errorf("round robin sent %d of 12 ops to %s, want 4 (%v)", seen[ep], ep, seen)
+		}
+	}
+
+	// Load at 100 ops/s for 4 s; the leader is killed at 1 s.
+	spec := workloads.DefaultSpec()
+	spec.Duration, spec.WriteRatio, spec.MaxKey, spec.Seed = 4, 0.5, 3, 1
+	spec.StartUnixNano = time.Now().UnixNano()
+	var (
+		mu  sync.Mutex
+		ops []results.Op
+	)
+	done := make(chan error, 1)
+	go func() {
+		done <- workloads.Run(ctx, spec, kv, func(op results.Op) { mu.Lock(); ops = append(ops, op); mu.Unlock() })
+	}()
+	time.Sleep(time.Second)
+	lc.Kill(leader)
+	killedAt := float64(time.Now().UnixNano()-spec.StartUnixNano) / 1e9
+	deadEP := lc.Endpoints()[leader]
+
+	newLeader, nst := waitLeader(t, lc)
+	if newLeader == leader || nst.Term <= st.Term {
+		t.Fatalf("after killing s%d (term %d): leader s%d term %d; want another leader, higher term", leader+1, st.Term, newLeader+1, nst.Term)
+	}
+	t.Logf("new leader s%d term %d", newLeader+1, nst.Term)
+	for i := range 3 {
+		if i != leader && strings.Contains(lc.Log(i), "became pre-candidate") {
+			t.Errorf("s%d campaigned as a pre-candidate with pre-vote off", i+1)
+		}
+	}
+	if _, err := lc.Status(ctx, leader); err == nil {
+		t.Error("Status of the killed member succeeded")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	if len(ops) != 400 {
+		t.Fatalf("%d records for 400 scheduled ops", len(ops))
+	}
+	written := map[string]bool{} // every value sent: a write that timed out may still have happened
+	var okAfter, failedDead, okBefore int
+	for _, op := range ops {
+		if op.Kind == results.KindWrite {
+			written[op.Value] = true
+		}
+		switch {
+		case op.OK() && op.Completed < killedAt:
+			okBefore++
+		case op.OK() && op.Submitted > killedAt+2:
+			okAfter++
+		case !op.OK() && op.Target == deadEP:
+			failedDead++
+		}
+		if op.Result == results.ResultOverload {
+			t.Errorf("overload at 100 ops/s: %+v", op)
+		}
+	}
+	for _, op := range ops {
+		if op.Kind == results.KindRead && op.OK() && op.Value != "" && !written[op.Value] {
+			t.Errorf("read %q, which no write sent", op.Value)
+		}
+	}
+	t.Logf("ok before kill %d, ok 2 s after %d, failed at the dead member %d", okBefore, okAfter, failedDead)
+	// Before the kill everything succeeds; afterwards the two survivors serve their
+	// share and ops sent to the dead member time out.
+	if okBefore < 90 || okAfter < 50 || failedDead < 20 {
+		t.Errorf("ok before kill %d, ok 2 s after %d, failed at the dead member %d", okBefore, okAfter, failedDead)
+	}
+
+	lc.Restart(leader)
+	waitLeader(t, lc)
+	rst, err := lc.Status(ctx, leader)
+	if err != nil || rst.Term < nst.Term {
+		t.Fatalf("rejoined member: %+v %v", rst, err)
+	}
+	if argv := strings.Join(lc.Argv(leader), " "); !strings.Contains(argv, "--initial-cluster-state=existing") {
+		t.Errorf("restart argv: %s", argv)
+	}
+}
+
+// etcd-pre-vote really runs Raft pre-vote: the flag is on the command line, etcd logs it
+// as its effective setting, and after the leader dies the survivors campaign as
+// pre-candidates first.
+func TestEtcdPreVote(t *testing.T) {
+	lc := systemstest.Start(t, lookup(t, "etcd-pre-vote"), 3, nil)
+	t.Cleanup(systems.CloseStatusConns)
+	leader, st := waitLeader(t, lc)
+	for i := range 3 {
+		if argv := strings.Join(lc.Argv(i), " "); !strings.Contains(argv, "--pre-vote=true") {
+			t.Errorf("member %d argv lacks --pre-vote=true: %s", i, argv)
+		}
+		if log := lc.Log(i); !strings.Contains(log, `"pre-vote":true`) {
+			t.Errorf("member %d did not log pre-vote true:\n%s", i, lastLines(log, 5))
+		}
+	}
+	lc.Kill(leader)
+	_, nst := waitLeader(t, lc)
+	if nst.Term <= st.Term {
+		t.Fatalf("term %d after the leader kill, was %d", nst.Term, st.Term)
+	}
+	pre := false
+	for i := range 3 {
+		if i != leader && strings.Contains(lc.Log(i), "became pre-candidate") {
+			pre = true
+		}
+	}
+	if !pre {
+		t.Error("no survivor logged \"became pre-candidate\": pre-vote is not in effect")
+	}
+}
