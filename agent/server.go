@@ -428,6 +428,12 @@ func (s *server) handleWorkload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	// Check everything before the stream starts, while a 400 can still be sent.
+	spec = spec.WithDefaults()
+	if err := workloads.ValidateSpec(spec); err != nil {
+		writeError(w, badRequest("%v", err))
+		return
+	}
 	if spec.System == "" || len(spec.Endpoints) == 0 {
 		writeError(w, badRequest("workload %s: system and endpoints are required", spec.Client))
 		return

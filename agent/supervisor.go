@@ -273,6 +273,21 @@ func (s *supervisor) alive() int {
 	return n
 }
 
+// locked runs f on the name's current incarnation under s.mu and returns that
+// incarnation; f checks and changes state and sends signals.
+func (s *supervisor) locked(name string, f func(*incarnation) error) (*incarnation, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, err := s.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := f(p.cur); err != nil {
+		return nil, err
+	}
+	return p.cur, nil
+}
+
 // waitEnded waits until inc is reaped and returns the name's status.
 func (s *supervisor) waitEnded(ctx context.Context, name string, inc *incarnation) (ProcStatus, error) {
 	select {
@@ -287,27 +302,23 @@ func (s *supervisor) waitEnded(ctx context.Context, name string, inc *incarnatio
 // escalation is armed independently of ctx: a caller that gives up waiting does not
 // leave a process behind that ignores SIGTERM.
 func (s *supervisor) stop(ctx context.Context, name string, grace time.Duration) (ProcStatus, error) {
-	s.mu.Lock()
-	p, err := s.lookup(name)
-	if err != nil {
-		s.mu.Unlock()
-		return ProcStatus{}, err
-	}
-	inc := p.cur
-	if !inc.alive() {
-		s.mu.Unlock()
-		return ProcStatus{}, conflict("process %s is not running (state %s)", name, inc.state)
-	}
-	if inc.intent == "" {
-		inc.intent = StateStopped
-	}
-	err = s.signalGroup(name, inc, syscall.SIGTERM)
-	if err == nil && inc.state == StatePaused {
-		// A stopped process acts on SIGTERM only once it runs again.
-		err = s.signalGroup(name, inc, syscall.SIGCONT)
-		inc.state = StateRunning
-	}
-	s.mu.Unlock()
+	inc, err := s.locked(name, func(inc *incarnation) error {
+		if !inc.alive() {
+			return conflict("process %s is not running (state %s)", name, inc.state)
+		}
+		if inc.intent == "" {
+			inc.intent = StateStopped
+		}
+		if err := s.signalGroup(name, inc, syscall.SIGTERM); err != nil {
+			return err
+		}
+		if inc.state == StatePaused {
+			// A stopped process acts on SIGTERM only once it runs again.
+			inc.state = StateRunning
+			return s.signalGroup(name, inc, syscall.SIGCONT)
+		}
+		return nil
+	})
 	if err != nil {
 		return ProcStatus{}, err
 	}
@@ -332,20 +343,13 @@ func (s *supervisor) stop(ctx context.Context, name string, grace time.Duration)
 
 // kill sends SIGKILL to the process group and waits until it is reaped.
 func (s *supervisor) kill(ctx context.Context, name string) (ProcStatus, error) {
-	s.mu.Lock()
-	p, err := s.lookup(name)
-	if err != nil {
-		s.mu.Unlock()
-		return ProcStatus{}, err
-	}
-	inc := p.cur
-	if !inc.alive() {
-		s.mu.Unlock()
-		return ProcStatus{}, conflict("process %s is not running (state %s)", name, inc.state)
-	}
-	inc.intent = StateKilled
-	err = s.signalGroup(name, inc, syscall.SIGKILL)
-	s.mu.Unlock()
+	inc, err := s.locked(name, func(inc *incarnation) error {
+		if !inc.alive() {
+			return conflict("process %s is not running (state %s)", name, inc.state)
+		}
+		inc.intent = StateKilled
+		return s.signalGroup(name, inc, syscall.SIGKILL)
+	})
 	if err != nil {
 		return ProcStatus{}, err
 	}
@@ -355,23 +359,19 @@ func (s *supervisor) kill(ctx context.Context, name string) (ProcStatus, error) 
 // pause sends SIGSTOP to the process group and waits until its leader is stopped, so
 // that a fault window starts when the process really froze.
 func (s *supervisor) pause(ctx context.Context, name string) (ProcStatus, error) {
-	s.mu.Lock()
-	p, err := s.lookup(name)
+	inc, err := s.locked(name, func(inc *incarnation) error {
+		if inc.state != StateRunning {
+			return conflict("process %s is not running (state %s)", name, inc.state)
+		}
+		if err := s.signalGroup(name, inc, syscall.SIGSTOP); err != nil {
+			return err
+		}
+		inc.state = StatePaused
+		return nil
+	})
 	if err != nil {
-		s.mu.Unlock()
 		return ProcStatus{}, err
 	}
-	inc := p.cur
-	if inc.state != StateRunning {
-		s.mu.Unlock()
-		return ProcStatus{}, conflict("process %s is not running (state %s)", name, inc.state)
-	}
-	if err := s.signalGroup(name, inc, syscall.SIGSTOP); err != nil {
-		s.mu.Unlock()
-		return ProcStatus{}, err
-	}
-	inc.state = StatePaused
-	s.mu.Unlock()
 	if err := waitProcState(ctx, inc, 'T', time.Second); err != nil {
 		s.log.Warn("pause not yet visible", "proc", name, "pid", inc.pid, "err", err)
 	}
@@ -380,21 +380,19 @@ func (s *supervisor) pause(ctx context.Context, name string) (ProcStatus, error)
 
 // resume sends SIGCONT to a paused process group.
 func (s *supervisor) resume(name string) (ProcStatus, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, err := s.lookup(name)
-	if err != nil {
+	if _, err := s.locked(name, func(inc *incarnation) error {
+		if inc.state != StatePaused {
+			return conflict("process %s is not paused (state %s)", name, inc.state)
+		}
+		if err := s.signalGroup(name, inc, syscall.SIGCONT); err != nil {
+			return err
+		}
+		inc.state = StateRunning
+		return nil
+	}); err != nil {
 		return ProcStatus{}, err
 	}
-	inc := p.cur
-	if inc.state != StatePaused {
-		return ProcStatus{}, conflict("process %s is not paused (state %s)", name, inc.state)
-	}
-	if err := s.signalGroup(name, inc, syscall.SIGCONT); err != nil {
-		return ProcStatus{}, err
-	}
-	inc.state = StateRunning
-	return p.status(name), nil
+	return s.status(name)
 }
 
 // restart starts the name's last spec again, stopping it first (with grace) if alive.
