@@ -21,15 +21,25 @@ type dirs struct {
 }
 
 // resolve checks that p is absolute and strictly inside the run directory once symlinks
-// in its existing part are resolved, and returns that resolved path.
-func (d dirs) resolve(what, p string) (string, error) {
+// in its existing part are resolved, and returns that resolved path. With followLast
+// false a symlink in the last component stays as it is (removing it removes the link).
+func (d dirs) resolve(what, p string, followLast bool) (string, error) {
 	if p == "" {
 		return "", badRequest("%s path is empty", what)
 	}
 	if !filepath.IsAbs(p) {
 		return "", badRequest("%s path %q is not absolute", what, p)
 	}
-	real, err := resolveExisting(filepath.Clean(p))
+	p = filepath.Clean(p)
+	var (
+		real string
+		err  error
+	)
+	if followLast {
+		real, err = resolveExisting(p)
+	} else if real, err = resolveExisting(filepath.Dir(p)); err == nil {
+		real = filepath.Join(real, filepath.Base(p))
+	}
 	if err != nil {
 		return "", fmt.Errorf("resolve %s path %q: %w", what, p, err)
 	}
@@ -73,11 +83,11 @@ func resolveExisting(p string) (string, error) {
 // backup copies the tree at req.Src to req.Dst. A copy that fails half-way is removed.
 // It copies whatever is there: stop or pause the owner first for a consistent copy.
 func (d dirs) backup(ctx context.Context, req BackupRequest) (BackupResult, error) {
-	src, err := d.resolve("src", req.Src)
+	src, err := d.resolve("src", req.Src, true)
 	if err != nil {
 		return BackupResult{}, err
 	}
-	dst, err := d.resolve("dst", req.Dst)
+	dst, err := d.resolve("dst", req.Dst, true)
 	if err != nil {
 		return BackupResult{}, err
 	}
@@ -168,7 +178,7 @@ func copyFile(src, dst string, perm fs.FileMode) (int64, error) {
 
 // clean removes the tree at req.Path; a path that does not exist is not an error.
 func (d dirs) clean(req CleanRequest) (CleanResult, error) {
-	p, err := d.resolve("clean", req.Path)
+	p, err := d.resolve("clean", req.Path, false)
 	if err != nil {
 		return CleanResult{}, err
 	}
