@@ -1,0 +1,259 @@
+package topology
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dtlab/dt/ovs"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// NodeIface is the name of every node's interface inside its namespace.
+const NodeIface = "eth0"
+
+// Options control realising a spec.
+type Options struct {
+	RunID      string // "" = fresh
+	Datapath   string // auto | system | netdev
+	Command    string // recorded in the state file
+	ResultsDir string
+}
+
+// Live is a realised topology.
+type Live struct {
+	State *State
+	OVS   *ovs.Instance
+	Spec  Spec
+}
+
+// ErrNotRoot is returned when dt lacks the privileges to create namespaces.
+var ErrNotRoot = errors.New("dt must run as root (it creates network namespaces, veths and an Open vSwitch instance)")
+
+// Up creates the topology: state file first, then a private OVS, then one named
+// namespace per node with a veth into its bridge. On any error everything created so far
+// is removed before returning.
+func Up(ctx context.Context, spec Spec, o Options) (live *Live, err error) {
+	if os.Geteuid() != 0 {
+		return nil, ErrNotRoot
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if err := ovs.CheckInstalled(); err != nil {
+		return nil, err
+	}
+	if o.RunID == "" {
+		o.RunID = NewRunID()
+	}
+	dir := filepath.Join(RuntimeRoot(), o.RunID)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create runtime dir: %w", err)
+	}
+	st := &State{RunID: o.RunID, Owner: os.Getpid(), Command: o.Command, Created: time.Now().UTC(),
+		Dir: dir, ResultsDir: o.ResultsDir, Spec: spec, OVSDir: filepath.Join(dir, "ovs")}
+	for _, sw := range spec.Switches {
+		st.Bridges = append(st.Bridges, BridgeName(o.RunID, sw.Name))
+	}
+	for _, n := range spec.Nodes {
+		st.Namespaces = append(st.Namespaces, NetnsName(o.RunID, n.Name))
+		st.Veths = append(st.Veths, HostVethName(o.RunID, n.Name))
+	}
+	if err := st.Save(); err != nil {
+		return nil, err
+	}
+	live = &Live{State: st, Spec: spec}
+	defer func() {
+		if err != nil {
+			if derr := live.Down(context.Background()); derr != nil {
+				slog.Warn("cleanup after failed topology up", "err", derr)
+			}
+		}
+	}()
+
+	inst, err := ovs.Start(ctx, ovs.Options{Dir: st.OVSDir, RunID: o.RunID, Datapath: o.Datapath})
+	if err != nil {
+		return live, fmt.Errorf("start private ovs: %w", err)
+	}
+	live.OVS = inst
+	st.Datapath = inst.Datapath
+	if err := st.Save(); err != nil {
+		return live, err
+	}
+
+	// Nodes are independent: create them in parallel, a few at a time.
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	errs := make([]error, len(spec.Nodes))
+	for i, n := range spec.Nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs[i] = createNode(o.RunID, n, inst.Datapath)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return live, err
+	}
+
+	// All ports of a bridge in one OVSDB transaction.
+	for _, sw := range spec.Switches {
+		var ports []ovs.Port
+		for i, n := range spec.Nodes {
+			if n.Switch == sw.Name {
+				ports = append(ports, ovs.Port{Name: HostVethName(o.RunID, n.Name), Ofport: i + 1, Node: n.Name})
+			}
+		}
+		if sw.Uplink != "" {
+			up, down := patchNames(o.RunID, sw.Name, sw.Uplink)
+			ports = append(ports, ovs.Port{Name: up, Peer: down})
+		}
+		for _, other := range spec.Switches {
+			if other.Uplink == sw.Name {
+				up, down := patchNames(o.RunID, other.Name, sw.Name)
+				ports = append(ports, ovs.Port{Name: down, Peer: up})
+			}
+		}
+		if err := inst.AddBridge(ctx, BridgeName(o.RunID, sw.Name), ports); err != nil {
+			return live, err
+		}
+	}
+	return live, nil
+}
+
+// patchNames names the two ends of the patch link between switch sw and its uplink.
+func patchNames(runID, sw, uplink string) (string, string) {
+	return trim15("p" + runID + sw + "u"), trim15("p" + runID + uplink + "d" + sw)
+}
+
+func trim15(s string) string {
+	if len(s) > 15 {
+		return s[:15]
+	}
+	return s
+}
+
+// createNode makes one node's namespace and veth, addresses it and brings it up.
+//
+// Equivalent to: ip netns add NS; ip link add HOST type veth peer name eth0 netns NS;
+// ip -n NS addr add IP/P dev eth0; ip -n NS link set lo up; ip -n NS link set eth0 up;
+// ip link set HOST up; ip netns exec NS ethtool -K eth0 tx off
+func createNode(runID string, n Node, datapath string) error {
+	nsName := NetnsName(runID, n.Name)
+	ns, err := newNamedNetns(nsName)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	hostName := HostVethName(runID, n.Name)
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: hostName, Alias: VethAlias(runID)},
+		PeerName:      NodeIface,
+		PeerNamespace: netlink.NsFd(int(ns)),
+	}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return fmt.Errorf("node %s: create veth %s: %w", n.Name, hostName, err)
+	}
+	host, err := netlink.LinkByName(hostName)
+	if err != nil {
+		return fmt.Errorf("node %s: find veth %s: %w", n.Name, hostName, err)
+	}
+	if err := netlink.LinkSetAlias(host, VethAlias(runID)); err != nil {
+		return fmt.Errorf("node %s: tag veth %s: %w", n.Name, hostName, err)
+	}
+	if err := netlink.LinkSetUp(host); err != nil {
+		return fmt.Errorf("node %s: set %s up: %w", n.Name, hostName, err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("node %s: netlink handle in %s: %w", n.Name, nsName, err)
+	}
+	defer h.Close()
+	for _, name := range []string{"lo", NodeIface} {
+		l, err := h.LinkByName(name)
+		if err != nil {
+			return fmt.Errorf("node %s: find %s: %w", n.Name, name, err)
+		}
+		if name == NodeIface {
+			addr := &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP(n.IP), Mask: net.CIDRMask(n.Prefix, 32)}}
+			if err := h.AddrAdd(l, addr); err != nil {
+				return fmt.Errorf("node %s: address %s/%d: %w", n.Name, n.IP, n.Prefix, err)
+			}
+		}
+		if err := h.LinkSetUp(l); err != nil {
+			return fmt.Errorf("node %s: set %s up: %w", n.Name, name, err)
+		}
+	}
+	if datapath == ovs.DatapathNetdev {
+		if err := inNetnsHandle(ns, func() error { return disableTxChecksum(NodeIface) }); err != nil {
+			return fmt.Errorf("node %s: %w", n.Name, err)
+		}
+	}
+	return nil
+}
+
+// Down removes everything the topology's state lists, whether or not it was created
+// and whoever created it in this process or an earlier one. Errors are collected, not
+// fatal: teardown always tries everything.
+func (l *Live) Down(ctx context.Context) error {
+	return Teardown(ctx, l.State)
+}
+
+// Teardown removes the objects a state file lists, and only those: processes carrying
+// the run id, host veths whose alias names the run, the named namespaces, the private
+// OVS daemons, and the runtime dir.
+func Teardown(ctx context.Context, st *State) error {
+	var errs []error
+	// OVS first, gracefully (with the kernel datapath, vswitchd removes its datapath on a
+	// clean exit); then whatever else of the run still runs.
+	if st.OVSDir != "" {
+		if err := ovs.Attach(st.OVSDir, st.RunID, st.Datapath).Stop(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := KillRunProcesses(st.RunID); err != nil {
+		errs = append(errs, err)
+	}
+	for _, v := range st.Veths {
+		l, err := netlink.LinkByName(v)
+		if err != nil {
+			continue // already gone (deleting the namespace removes its pair)
+		}
+		if l.Attrs().Alias != VethAlias(st.RunID) {
+			errs = append(errs, fmt.Errorf("veth %s does not carry run id %s; left in place", v, st.RunID))
+			continue
+		}
+		if err := netlink.LinkDel(l); err != nil {
+			errs = append(errs, fmt.Errorf("delete veth %s: %w", v, err))
+		}
+	}
+	for _, ns := range st.Namespaces {
+		if !strings.HasPrefix(ns, "dt-"+st.RunID+"-") {
+			errs = append(errs, fmt.Errorf("namespace %s does not carry run id %s; left in place", ns, st.RunID))
+			continue
+		}
+		if err := netns.DeleteNamed(ns); err != nil && !os.IsNotExist(err) && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("delete netns %s: %w", ns, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if st.Dir != "" && strings.HasPrefix(filepath.Base(st.Dir), st.RunID) {
+		if err := os.RemoveAll(st.Dir); err != nil {
+			return fmt.Errorf("remove runtime dir: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,272 @@
+package topology
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// needRoot skips tests that need root and Open vSwitch, saying which is missing.
+func needRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces and an OVS instance (CI runs as root)")
+	}
+	if _, err := exec.LookPath("ovs-vswitchd"); err != nil {
+		t.Skip("needs Open vSwitch: apt-get install openvswitch-switch")
+	}
+}
+
+func testRuntimeDir(t testing.TB) {
+	t.Helper()
+	d, err := os.MkdirTemp("/tmp", "dtrt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DT_RUNTIME_DIR", d)
+	t.Cleanup(func() { os.RemoveAll(d) })
+}
+
+func upSimple(t testing.TB, servers, clients int) *Live {
+	t.Helper()
+	spec, err := Build("simple", BuildOptions{Servers: servers, Clients: clients})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	live, err := Up(ctx, spec, Options{Datapath: os.Getenv("DT_TEST_DATAPATH"), Command: "test"})
+	if err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	t.Cleanup(func() { _ = live.Down(context.Background()) })
+	return live
+}
+
+// tcpServe listens on port 7000 inside node's namespace and echoes one byte per connection.
+func tcpServe(t testing.TB, live *Live, node string) {
+	t.Helper()
+	n, _ := live.Spec.Node(node)
+	var ln net.Listener
+	err := InNetns(NetnsName(live.State.RunID, node), func() (err error) {
+		ln, err = net.Listen("tcp", n.IP+":7000")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b := make([]byte, 1)
+				if _, err := c.Read(b); err == nil {
+					c.Write(b)
+				}
+			}()
+		}
+	}()
+}
+
+// tcpReach reports whether a TCP connection from src to dst:7000 completes a round trip.
+func tcpReach(live *Live, src, dst string) bool {
+	d, _ := live.Spec.Node(dst)
+	var conn net.Conn
+	err := InNetns(NetnsName(live.State.RunID, src), func() (err error) {
+		// The socket is created on this thread, so it lives in src's namespace.
+		conn, err = net.DialTimeout("tcp", d.IP+":7000", 400*time.Millisecond)
+		return err
+	})
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(400 * time.Millisecond))
+	if _, err := conn.Write([]byte{'x'}); err != nil {
+		return false
+	}
+	b := make([]byte, 1)
+	_, err = conn.Read(b)
+	return err == nil && b[0] == 'x'
+}
+
+func reachMatrix(live *Live) map[string]bool {
+	m := map[string]bool{}
+	for _, a := range live.Spec.NodeNames() {
+		for _, b := range live.Spec.NodeNames() {
+			if a != b {
+				m[a+">"+b] = tcpReach(live, a, b)
+			}
+		}
+	}
+	return m
+}
+
+func TestSimpleTCPAndPartitions(t *testing.T) {
+	needRoot(t)
+	testRuntimeDir(t)
+	live := upSimple(t, 3, 1)
+	for _, n := range live.Spec.NodeNames() {
+		tcpServe(t, live, n)
+	}
+	for k, ok := range reachMatrix(live) {
+		if !ok {
+			t.Errorf("before any partition: TCP %s fails", k)
+		}
+	}
+	ctx := context.Background()
+
+	cookie, err := live.Partition(ctx, Cut{A: []string{"s1"}, B: []string{"s2"}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, ok := range reachMatrix(live) {
+		cut := k == "s1>s2" || k == "s2>s1"
+		if ok == cut {
+			t.Errorf("after partition s1 s2: TCP %s reachable=%v, want %v", k, ok, !cut)
+		}
+	}
+	if err := live.Heal(ctx, cookie); err != nil {
+		t.Fatal(err)
+	}
+
+	// One way s1 -> s2: s1 can send nothing to s2, so neither direction completes a TCP
+	// handshake; probe the raw direction with UDP instead.
+	cookie, err = live.Partition(ctx, Cut{A: []string{"s1"}, B: []string{"s2"}, OneWay: true}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if udpReach(t, live, "s1", "s2") {
+		t.Errorf("one-way cut s1->s2: UDP s1->s2 still arrives")
+	}
+	if !udpReach(t, live, "s2", "s1") {
+		t.Errorf("one-way cut s1->s2: UDP s2->s1 dropped too")
+	}
+	if !tcpReach(live, "s1", "s3") || !tcpReach(live, "c1", "s2") {
+		t.Errorf("one-way cut s1->s2 affected other pairs")
+	}
+
+	// Groups, and a second cut with its own cookie: healing one leaves the other.
+	if _, err := live.Partition(ctx, Cut{A: []string{"s1", "c1"}, B: []string{"s3"}}, "group"); err != nil {
+		t.Fatal(err)
+	}
+	if tcpReach(live, "c1", "s3") || tcpReach(live, "s3", "s1") || !tcpReach(live, "c1", "s2") {
+		t.Errorf("group cut {s1,c1}|{s3} not exact")
+	}
+	if err := live.Heal(ctx, cookie); err != nil {
+		t.Fatal(err)
+	}
+	if !udpReach(t, live, "s1", "s2") {
+		t.Errorf("after healing the one-way cut s1->s2 still dropped")
+	}
+	if tcpReach(live, "c1", "s3") {
+		t.Errorf("healing one cut removed another's rules")
+	}
+	if err := live.HealAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for k, ok := range reachMatrix(live) {
+		if !ok {
+			t.Errorf("after heal all: TCP %s fails", k)
+		}
+	}
+}
+
+// udpReach sends a few datagrams from src to dst and reports whether any arrived.
+func udpReach(t testing.TB, live *Live, src, dst string) bool {
+	t.Helper()
+	s, _ := live.Spec.Node(src)
+	d, _ := live.Spec.Node(dst)
+	var rc, sc *net.UDPConn
+	if err := InNetns(NetnsName(live.State.RunID, dst), func() (err error) {
+		rc, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(d.IP), Port: 7001})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if err := InNetns(NetnsName(live.State.RunID, src), func() (err error) {
+		sc, err = net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(s.IP)}, &net.UDPAddr{IP: net.ParseIP(d.IP), Port: 7001})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	for i := 0; i < 5; i++ {
+		sc.Write([]byte("p"))
+	}
+	rc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	b := make([]byte, 8)
+	_, _, err := rc.ReadFromUDP(b)
+	return err == nil
+}
+
+func TestTeardownLeavesNothingAndSparesOthers(t *testing.T) {
+	needRoot(t)
+	testRuntimeDir(t)
+	// Objects dt did not create must survive.
+	foreign := fmt.Sprintf("dtforeign%d", os.Getpid()%100000)
+	fns, err := newNamedNetns(foreign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fns.Close()
+	defer netns.DeleteNamed(foreign)
+	dummy := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "dtfdummy0"}, PeerName: "dtfdummy1"}
+	if err := netlink.LinkAdd(dummy); err != nil {
+		t.Fatal(err)
+	}
+	defer netlink.LinkDel(dummy)
+
+	live := upSimple(t, 3, 1)
+	st := *live.State
+	pids := live.OVS.Pids()
+	if len(pids) != 2 {
+		t.Fatalf("want ovsdb-server and ovs-vswitchd running, got %v", pids)
+	}
+	if err := live.Down(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, &st)
+	if _, err := netns.GetFromName(foreign); err != nil {
+		t.Errorf("foreign namespace %s was removed", foreign)
+	}
+	if _, err := netlink.LinkByName("dtfdummy0"); err != nil {
+		t.Errorf("foreign interface dtfdummy0 was removed")
+	}
+}
+
+// assertGone checks that nothing of a run is left on the host.
+func assertGone(t testing.TB, st *State) {
+	t.Helper()
+	for _, ns := range st.Namespaces {
+		if _, err := os.Stat("/var/run/netns/" + ns); err == nil {
+			t.Errorf("namespace %s left behind", ns)
+		}
+	}
+	links, _ := netlink.LinkList()
+	for _, l := range links {
+		if strings.Contains(l.Attrs().Name, st.RunID) {
+			t.Errorf("interface %s left behind", l.Attrs().Name)
+		}
+	}
+	if p := RunProcesses(st.RunID); len(p) > 0 {
+		t.Errorf("processes of the run left behind: %v", p)
+	}
+	if _, err := os.Stat(st.Dir); err == nil {
+		t.Errorf("runtime dir %s left behind", st.Dir)
+	}
+}
