@@ -166,7 +166,7 @@ func (a *Agent) waitReady(ctx context.Context, timeout time.Duration) error {
 		case <-a.done:
 			return fmt.Errorf("agent exited during startup (%v)", a.state)
 		case <-ctx.Done():
-			return fmt.Errorf("agent did not answer within %v: %w", timeout, errors.Join(ctx.Err(), lastErr))
+			return fmt.Errorf("agent did not answer within %v: %w (last error: %v)", timeout, ctx.Err(), lastErr)
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, 200*time.Millisecond)

@@ -26,7 +26,7 @@ func (f *fakeSystem) Name() string { return "fake" }
 func (f *fakeSystem) MemberCommand(systems.Cluster, int, bool) systems.Command {
 	return systems.Command{}
 }
-func (f *fakeSystem) ClientEndpoints(systems.Cluster) []string { return nil }
+func (f *fakeSystem) ClientEndpoints(systems.Cluster) []string  { return nil }
 func (f *fakeSystem) LocalEndpoint(systems.Cluster, int) string { return "" }
 func (f *fakeSystem) ClientEnv(systems.Cluster) []string        { return nil }
 
