@@ -168,6 +168,39 @@ func TestEtcdCluster(t *testing.T) {
 	if argv := strings.Join(lc.Argv(leader), " "); !strings.Contains(argv, "--initial-cluster-state=existing") {
 		t.Errorf("restart argv: %s", argv)
 	}
+	// The client reconnects to the restarted member promptly (bounded gRPC backoff).
+	back := time.Now()
+	for {
+		target, err := tkv.PutTarget(ctx, "k", "after")
+		if err == nil && target == deadEP {
+			break
+		}
+		if time.Since(back) > 10*time.Second {
+			t.Fatalf("no successful put to the restarted member %s within 10 s: %v", deadEP, err)
+		}
+	}
+	t.Logf("client used the restarted member again %v after it was healthy", time.Since(back).Round(time.Millisecond))
+}
+
+// BenchmarkEtcdStatus is the cost of one Status poll of a healthy member.
+func BenchmarkEtcdStatus(b *testing.B) {
+	etcd, err := systems.Lookup("etcd")
+	if err != nil {
+		b.Fatal(err)
+	}
+	lc := systemstest.Start(b, etcd, 3, nil)
+	b.Cleanup(systems.CloseStatusConns)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, _, err := lc.WaitLeader(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		if st, err := lc.Status(ctx, 0); err != nil || !st.Healthy || st.ID == "" || st.Index == 0 {
+			b.Fatalf("%+v %v", st, err)
+		}
+	}
 }
 
 // etcd-pre-vote really runs Raft pre-vote: the flag is on the command line, etcd logs it

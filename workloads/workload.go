@@ -1,7 +1,7 @@
 // Package workloads generates client key/value operations and drives them open-loop
 // (every operation has an expected start time and is sent then, whether or not earlier
-// ones finished) or closed-loop. It does not know any system's wire protocol: it talks
-// to a KV that the system provides.
+// ones finished) or closed-loop (not implemented yet). It does not know any system's
+// wire protocol: it talks to a KV that the system provides.
 package workloads
 
 import (
