@@ -31,8 +31,12 @@ func newAgentCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			// The agent's stderr is its log file: keep Info there.
-			opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+			// The agent's stderr is its log file: Info there by default, Debug with -v.
+			level := slog.LevelInfo
+			if slog.Default().Enabled(ctx, slog.LevelDebug) {
+				level = slog.LevelDebug
+			}
+			opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			return agent.Run(ctx, opts)
 		},
 	}
