@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"time"
 
 	"github.com/dtlab/dt/results"
@@ -126,37 +127,54 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 	return h, err
 }
 
+// absPath makes a relative path absolute from the caller's working directory, which the
+// agent (started by Launch) shares; the agent itself accepts absolute paths only.
+func absPath(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
 // Start starts a process. Starting a name whose process has ended starts it anew and
-// counts as a restart; a name still alive is an ErrConflict.
+// counts as a restart; a name still alive is an ErrConflict. Relative Log and Dir are
+// taken from the caller's working directory.
 func (c *Client) Start(ctx context.Context, spec ProcSpec) (ProcStatus, error) {
+	spec.Log, spec.Dir = absPath(spec.Log), absPath(spec.Dir)
 	var st ProcStatus
 	err := c.call(ctx, http.MethodPost, "/procs", nil, spec, &st)
 	return st, err
 }
 
 // Stop sends SIGTERM to the process group, then SIGKILL once grace has passed (grace
-// <= 0: DefaultGrace), and returns the final status.
+// <= 0: DefaultGrace), and returns the final status. Equivalent to: kill -TERM -PGID;
+// sleep GRACE; kill -KILL -PGID.
 func (c *Client) Stop(ctx context.Context, name string, grace time.Duration) (ProcStatus, error) {
 	var st ProcStatus
 	err := c.call(ctx, http.MethodPost, procPath(name, "stop"), graceQuery(grace), nil, &st)
 	return st, err
 }
 
-// Kill sends SIGKILL to the process group and returns the final status.
+// Kill sends SIGKILL to the process group and returns the final status. Equivalent to:
+// kill -KILL -PGID.
 func (c *Client) Kill(ctx context.Context, name string) (ProcStatus, error) {
 	var st ProcStatus
 	err := c.call(ctx, http.MethodPost, procPath(name, "kill"), nil, nil, &st)
 	return st, err
 }
 
-// Pause freezes the process group with SIGSTOP.
+// Pause freezes the process group and returns once its leader is stopped (state T).
+// Equivalent to: kill -STOP -PGID.
 func (c *Client) Pause(ctx context.Context, name string) (ProcStatus, error) {
 	var st ProcStatus
 	err := c.call(ctx, http.MethodPost, procPath(name, "pause"), nil, nil, &st)
 	return st, err
 }
 
-// Continue resumes a paused process group with SIGCONT.
+// Continue resumes a paused process group. Equivalent to: kill -CONT -PGID.
 func (c *Client) Continue(ctx context.Context, name string) (ProcStatus, error) {
 	var st ProcStatus
 	err := c.call(ctx, http.MethodPost, procPath(name, "continue"), nil, nil, &st)
@@ -185,16 +203,16 @@ func (c *Client) List(ctx context.Context) ([]ProcStatus, error) {
 	return sts, err
 }
 
-// BackupDir copies the tree at src to dst (which must not exist); both must be absolute
-// paths inside the agent's run directory.
+// BackupDir copies the tree at src to dst (which must not exist yet); both must lie
+// inside the agent's run directory. Equivalent to: cp -a SRC DST.
 func (c *Client) BackupDir(ctx context.Context, src, dst string) error {
-	return c.call(ctx, http.MethodPost, "/dirs/backup", nil, BackupRequest{Src: src, Dst: dst}, nil)
+	return c.call(ctx, http.MethodPost, "/dirs/backup", nil, BackupRequest{Src: absPath(src), Dst: absPath(dst)}, nil)
 }
 
-// CleanDir removes the tree at path, an absolute path inside the agent's run directory.
-// A path that does not exist is not an error.
+// CleanDir removes the tree at path, which must lie inside the agent's run directory. A
+// path that does not exist is not an error. Equivalent to: rm -rf PATH.
 func (c *Client) CleanDir(ctx context.Context, path string) error {
-	return c.call(ctx, http.MethodPost, "/dirs/clean", nil, CleanRequest{Path: path}, nil)
+	return c.call(ctx, http.MethodPost, "/dirs/clean", nil, CleanRequest{Path: absPath(path)}, nil)
 }
 
 // SystemStatus reads a member's own view through endpoint, from inside the agent's

@@ -238,7 +238,7 @@ func notRouted(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(allowed) > 0 {
-		w.Header().Set("Allow", fmt.Sprint(allowed))
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
 		writeError(w, &statusError{http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: method not allowed; use %v", r.Method, r.URL.Path, allowed)})
 		return
 	}
