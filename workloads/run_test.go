@@ -155,9 +155,10 @@ func TestOpenLoopSendsOnSchedule(t *testing.T) {
 		}
 	}
 	slices.Sort(lag)
-	// Lateness is scheduler noise, far below the 200 ms that a closed loop would add per op.
-	if p99 := lag[98]; p99 > 0.05 || lag[0] < -0.001 {
-		t.Errorf("submitted - expected_start: min %.4fs p99 %.4fs; want ~0", lag[0], p99)
+	// Lateness is scheduler noise. A closed loop would make op k late by k·200 ms; the
+	// bounds are loose so that a busy machine does not fail the test.
+	if lag[0] < -0.001 || lag[50] > 0.02 || lag[99] > 0.15 {
+		t.Errorf("submitted - expected_start: min %.4fs median %.4fs max %.4fs; want ~0", lag[0], lag[50], lag[99])
 	}
 	// Expected starts are the uniform schedule, relative to StartUnixNano.
 	first := ops[0].ExpectedStart
