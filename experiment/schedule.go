@@ -1,0 +1,258 @@
+package experiment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/dtlab/dt/faults"
+	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/topology"
+)
+
+// runSchedule drives the workload on every client and the fault schedule in parallel,
+// then waits for both.
+func (c *Cluster) runSchedule(ctx context.Context, o Options) error {
+	f, err := faults.Lookup(c.Cfg.Fault)
+	if err != nil {
+		return err
+	}
+	stats := newLiveStats()
+	workStart := time.Now()
+	env := &faultEnv{c: c, start: workStart}
+	c.Record(results.Event{Type: results.EventWorkloadStart})
+
+	wctx, cancelWork := context.WithCancel(ctx)
+	defer cancelWork()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	eps := c.Sys.ClientEndpoints(c.Members)
+	for j, n := range c.Live.Spec.Clients() {
+		endpoints := eps
+		if c.Cfg.ClientEndpoints == "one" {
+			endpoints = []string{eps[j%len(eps)]}
+		}
+		spec := c.Cfg.clientSpec(n.Name, c.T0.UnixNano(), endpoints)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := c.Agents[n.Name].Client().RunWorkload(wctx, spec, func(op results.Op) error {
+				stats.add(op)
+				return c.Ops.Append(op)
+			})
+			if err != nil && wctx.Err() == nil {
+				fail(fmt.Errorf("workload on %s: %w", n.Name, err))
+			}
+		}()
+	}
+	faultDone := make(chan struct{})
+	go func() {
+		defer close(faultDone)
+		if err := f.Run(ctx, env, c.Cfg.faultParams()); err != nil {
+			c.Record(results.Event{Type: results.EventError, Fault: f.Name(), Detail: err.Error()})
+			fail(fmt.Errorf("fault %s: %w", f.Name(), err))
+		}
+	}()
+	workDone := make(chan struct{})
+	go func() { wg.Wait(); close(workDone) }()
+
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for running := true; running; {
+		select {
+		case <-workDone:
+			running = false
+		case <-tick.C:
+			c.showProgress(o, stats, env, workStart)
+		}
+	}
+	<-faultDone
+	c.Record(results.Event{Type: results.EventWorkloadEnd})
+	if o.TTY && o.Progress != nil {
+		fmt.Fprint(o.Progress, "\r\033[K")
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted: %w", ctx.Err())
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Cluster) showProgress(o Options, s *liveStats, env *faultEnv, start time.Time) {
+	if o.Progress == nil {
+		return
+	}
+	rate, p99 := s.lastSecond()
+	line := fmt.Sprintf("[%5.1f/%gs] %6.0f ok ops/s  p99 %7.1f ms  leader %-3s  fault: %s",
+		time.Since(start).Seconds(), c.Cfg.Duration, rate, p99, c.Monitor.Leader(), env.current())
+	if o.TTY {
+		fmt.Fprint(o.Progress, "\r\033[K"+line)
+	} else if int(time.Since(start).Seconds())%10 == 0 {
+		fmt.Fprintln(o.Progress, line)
+	}
+}
+
+// liveStats keeps the last few seconds of completions for the progress line.
+type liveStats struct {
+	mu   sync.Mutex
+	lats []float64 // ms, ok ops completed in the current window
+	at   []time.Time
+}
+
+func newLiveStats() *liveStats { return &liveStats{} }
+
+func (s *liveStats) add(op results.Op) {
+	if !op.OK() {
+		return
+	}
+	s.mu.Lock()
+	s.lats = append(s.lats, (op.Completed-op.Submitted)*1000)
+	s.at = append(s.at, time.Now())
+	s.mu.Unlock()
+}
+
+// lastSecond returns ok ops/s and p99 latency over the last second and forgets older ones.
+func (s *liveStats) lastSecond() (float64, float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cut := time.Now().Add(-time.Second)
+	i := 0
+	for i < len(s.at) && s.at[i].Before(cut) {
+		i++
+	}
+	s.at, s.lats = s.at[i:], s.lats[i:]
+	if len(s.lats) == 0 {
+		return 0, 0
+	}
+	l := slices.Clone(s.lats)
+	slices.Sort(l)
+	return float64(len(l)), l[(len(l)*99)/100]
+}
+
+// faultEnv is how faults act on this cluster.
+type faultEnv struct {
+	c     *Cluster
+	start time.Time
+	mu    sync.Mutex
+	now   string // what the fault is doing, for the progress line
+}
+
+func (e *faultEnv) current() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.now == "" {
+		return "-"
+	}
+	return e.now
+}
+
+func (e *faultEnv) Servers() []string {
+	var out []string
+	for _, m := range e.c.Members.Members {
+		out = append(out, m.Name)
+	}
+	return out
+}
+
+func (e *faultEnv) Nodes() []string { return e.c.Live.Spec.NodeNames() }
+
+func (e *faultEnv) Leader(ctx context.Context) (string, error) {
+	return e.c.Monitor.waitLeader(ctx, 15*time.Second)
+}
+
+func (e *faultEnv) Partition(ctx context.Context, cut topology.Cut, owner string) (faults.Undo, error) {
+	return e.c.Partition(ctx, cut, owner)
+}
+
+func (e *faultEnv) Kill(ctx context.Context, node string) error     { return e.c.Kill(ctx, node) }
+func (e *faultEnv) Restart(ctx context.Context, node string) error  { return e.c.Restart(ctx, node) }
+func (e *faultEnv) Pause(ctx context.Context, node string) error    { return e.c.Pause(ctx, node) }
+func (e *faultEnv) Continue(ctx context.Context, node string) error { return e.c.Continue(ctx, node) }
+func (e *faultEnv) Since() time.Duration                            { return time.Since(e.start) }
+func (e *faultEnv) Rand() *rand.Rand                                { return e.c.rng }
+
+func (e *faultEnv) Record(ev results.Event) {
+	e.mu.Lock()
+	switch ev.Type {
+	case results.EventFaultStart, results.EventFaultAction:
+		e.now = fmt.Sprintf("%s %s %v", ev.Fault, ev.Action, ev.Targets)
+	case results.EventFaultEnd:
+		e.now = ""
+	}
+	e.mu.Unlock()
+	e.c.Record(ev)
+}
+
+// Partition installs a cut with its own cookie and returns its heal.
+func (c *Cluster) Partition(ctx context.Context, cut topology.Cut, owner string) (faults.Undo, error) {
+	c.mu.Lock()
+	c.cuts++
+	owner = fmt.Sprintf("%s#%d", owner, c.cuts)
+	c.mu.Unlock()
+	cookie, err := c.Live.Partition(ctx, cut, owner)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error { return c.Live.Heal(ctx, cookie) }, nil
+}
+
+func (c *Cluster) agentOf(node string) (*agentHandle, error) {
+	if _, err := c.memberIndex(node); err != nil {
+		return nil, err
+	}
+	return &agentHandle{c.Agents[node]}, nil
+}
+
+// Kill SIGKILLs the system process on a server.
+func (c *Cluster) Kill(ctx context.Context, node string) error {
+	a, err := c.agentOf(node)
+	if err != nil {
+		return err
+	}
+	_, err = a.Client().Kill(ctx, procName)
+	return err
+}
+
+// Restart starts a server's member again, rejoining with its data dir.
+func (c *Cluster) Restart(ctx context.Context, node string) error {
+	i, err := c.memberIndex(node)
+	if err != nil {
+		return err
+	}
+	a := c.Agents[node].Client()
+	if st, err := a.Status(ctx, procName); err == nil && st.Alive() {
+		if _, err := a.Stop(ctx, procName, 5*time.Second); err != nil {
+			return err
+		}
+	}
+	return c.startMember(ctx, i, true)
+}
+
+// Pause SIGSTOPs a server's member.
+func (c *Cluster) Pause(ctx context.Context, node string) error {
+	a, err := c.agentOf(node)
+	if err != nil {
+		return err
+	}
+	_, err = a.Client().Pause(ctx, procName)
+	return err
+}
+
+// Continue SIGCONTs a server's member.
+func (c *Cluster) Continue(ctx context.Context, node string) error {
+	a, err := c.agentOf(node)
+	if err != nil {
+		return err
+	}
+	_, err = a.Client().Continue(ctx, procName)
+	return err
+}
