@@ -20,7 +20,7 @@ import (
 
 // LaunchOptions says where and how to start an agent process.
 type LaunchOptions struct {
-	Netns  string // named netns (/var/run/netns/NAME); "" = the current namespace
+	Netns  string // named netns (/var/run/netns/NAME) or a path to one; "" = the current namespace
 	Socket string // the agent's unix socket
 	RunDir string
 	Log    string // the agent's stdout and stderr are appended here
@@ -48,9 +48,9 @@ type Agent struct {
 // answers on its socket. The agent watches our pid and exits, killing its children,
 // when we are gone.
 func Launch(ctx context.Context, o LaunchOptions) (*Agent, error) {
-	for name, v := range map[string]string{"Socket": o.Socket, "RunDir": o.RunDir, "Log": o.Log, "RunID": o.RunID, "Node": o.Node} {
-		if v == "" {
-			return nil, fmt.Errorf("launch agent: LaunchOptions.%s is empty", name)
+	for _, f := range []struct{ name, v string }{{"Socket", o.Socket}, {"RunDir", o.RunDir}, {"Log", o.Log}, {"RunID", o.RunID}, {"Node", o.Node}} {
+		if f.v == "" {
+			return nil, fmt.Errorf("launch agent %s: LaunchOptions.%s is empty", o.Node, f.name)
 		}
 	}
 	exe := o.Exe
@@ -109,7 +109,11 @@ func startInNetns(name string, cmd *exec.Cmd) error {
 		}
 		return nil
 	}
-	target, err := netns.GetFromName(name)
+	open := netns.GetFromName
+	if filepath.IsAbs(name) {
+		open = netns.GetFromPath
+	}
+	target, err := open(name)
 	if err != nil {
 		return fmt.Errorf("open netns %s: %w", name, err)
 	}

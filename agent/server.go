@@ -96,9 +96,9 @@ type server struct {
 }
 
 func newServer(opts Options) (*server, error) {
-	for flagName, v := range map[string]string{flagSocket: opts.Socket, flagRunDir: opts.RunDir, flagRunID: opts.RunID, flagNode: opts.Node} {
-		if v == "" {
-			return nil, fmt.Errorf("agent: --%s is required", flagName)
+	for _, f := range []struct{ name, v string }{{flagSocket, opts.Socket}, {flagRunDir, opts.RunDir}, {flagRunID, opts.RunID}, {flagNode, opts.Node}} {
+		if f.v == "" {
+			return nil, fmt.Errorf("agent: --%s is required", f.name)
 		}
 	}
 	log := opts.Logger
