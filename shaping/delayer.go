@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,33 +18,54 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Reader settings. Only the first copyRange bytes of a packet are copied to us: enough
-// for the IPv6 header and the ports; the payload never leaves the kernel.
+// How the delay works, and why not "accept after the delay".
+//
+// The obvious design holds each queued packet in the kernel and issues ACCEPT when its
+// delay is over. Measured here, it caps a TCP flow at about 4 Mbit/s behind a 10 ms
+// delay (BBR and CUBIC alike): a queued packet still belongs to its socket, and TCP Small
+// Queues lets a socket have only about 1 ms of its pacing rate (at least two packets)
+// below TCP at a time, so TCP waits for the delay to end before it sends more. netem has
+// the same problem and avoids it by orphaning the packet from its socket on enqueue.
+//
+// The delayer does the same thing from userspace: it takes a copy of the whole packet,
+// issues DROP at once (freeing the socket's memory, as netem's orphaning does), and when
+// the delay is over sends the copy out of the same interface through a raw socket
+// (IP_HDRINCL) whose packets carry [Mark], which the owner's chain lets through. The
+// kernel segments GSO packets and completes checksums before copying, so every copy is a
+// complete, checksummed packet. Marks, priorities and socket ownership of the original do
+// not survive; the packet passes the OUTPUT chain again.
+
+// Mark is the firewall mark on packets the delayer sends on; the first rule of an owner's
+// chain returns them, so they are neither dropped nor queued a second time.
 const (
-	copyRange   = 128
-	maxQueueLen = 32768   // packets the kernel holds for us; beyond it, it drops
-	readBuffer  = 8 << 20 // socket buffer for packet messages, so bursts do not overrun it
+	Mark     = 0xd7000000
+	MarkMask = 0xff000000
 )
 
-// QueueStats counts what one interface's delay reader has done.
+// Reader settings.
+const (
+	copyRange    = 0xffff   // whole packets: IPv4's largest
+	maxQueueLen  = 4096     // packets waiting for us in the kernel; they are dropped at once, so this is only the backlog
+	readBuffer   = 16 << 20 // socket buffer for packet messages, so bursts do not overrun it
+	sendBuffer   = 32 << 20 // raw socket buffer: lets a tbf queue, not the socket, decide what is dropped
+	maxHeldBytes = 64 << 20 // packets held for their delay; beyond it new packets are dropped, like netem's limit
+)
+
+// QueueStats counts what one interface's delayer has done.
 type QueueStats struct {
-	Queue    uint16 // NFQUEUE queue number
-	Received uint64 // packets handed to the reader
-	Released uint64 // packets accepted after their delay
-	Held     int    // packets waiting now
-	Overruns uint64 // times the socket buffer overflowed (messages, hence packets, lost to us)
+	Queue      uint16 // NFQUEUE queue number
+	Received   uint64 // packets taken from the queue
+	Sent       uint64 // packets sent on after their delay
+	Held       int    // packets waiting now
+	Overruns   uint64 // times the queue socket overflowed: packets lost before we saw them
+	Overflows  uint64 // packets dropped because maxHeldBytes were held
+	SendErrors uint64 // packets the raw socket refused (a full tbf queue, for one)
 }
 
-// verdicter is the kernel side of a queue: single and cumulative accepts.
-type verdicter interface {
-	accept(id uint32) error
-	acceptUpTo(id uint32) error // every queued packet with an id up to id
+// sender puts a packet back on the wire.
+type sender interface {
+	send(pkt []byte) error
 }
-
-type nfVerdicter struct{ nf *nfqueue.Nfqueue }
-
-func (v nfVerdicter) accept(id uint32) error     { return v.nf.SetVerdict(id, nfqueue.NfAccept) }
-func (v nfVerdicter) acceptUpTo(id uint32) error { return v.nf.SetVerdictBatch(id, nfqueue.NfAccept) }
 
 // delayParams are swapped atomically when an impairment changes while packets flow.
 type delayParams struct {
@@ -52,83 +74,97 @@ type delayParams struct {
 
 // held is one packet waiting for its release time.
 type held struct {
-	id       uint32
-	seq      uint64 // arrival order, which is also the kernel's id order
-	release  time.Time
-	released bool
-	index    int // in the time heap
+	pkt     []byte
+	seq     uint64 // arrival order; breaks ties so a flow keeps its order
+	release time.Time
 }
 
-// delayer holds packets of one queue and releases each at arrival + delay ± jitter,
+// delayer holds the packets of one queue and sends each on at arrival + delay ± jitter,
 // never before the previous packet of its flow.
 type delayer struct {
 	queue uint16
-	v     verdicter
+	out   sender
 	log   *slog.Logger
 
 	params atomic.Pointer[delayParams]
 
-	mu       sync.Mutex
-	byTime   timeHeap
-	arrivals []*held // in arrival order; released ones are trimmed from the front
-	lastFlow map[uint64]time.Time
-	seq      uint64
-	rng      *rand.Rand
-	pruned   time.Time
-	draining bool
-	last     uint32 // newest packet id seen
-	flush    atomic.Bool
+	mu        sync.Mutex
+	byTime    timeHeap
+	heldBytes int
+	lastFlow  map[uint64]time.Time
+	seq       uint64
+	rng       *rand.Rand
+	pruned    time.Time
+	draining  bool
+	flush     atomic.Bool
 
-	wake chan struct{}
+	wake *waker
 	done chan struct{}
 
-	received, released, overruns atomic.Uint64
+	received, sent, overruns, overflows, sendErrors atomic.Uint64
 
 	nf     *nfqueue.Nfqueue // nil in unit tests
 	cancel context.CancelFunc
+	closer func()
 	errMu  sync.Mutex
 	err    error // why the reader stopped, if it did on its own
 }
 
-func newDelayer(queue uint16, v verdicter, p delayParams, log *slog.Logger) *delayer {
+func newDelayer(queue uint16, out sender, p delayParams, log *slog.Logger) (*delayer, error) {
+	w, err := newWaker()
+	if err != nil {
+		return nil, err
+	}
 	d := &delayer{
 		queue:    queue,
-		v:        v,
+		out:      out,
 		log:      log,
 		lastFlow: make(map[uint64]time.Time),
 		rng:      rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(queue))),
-		wake:     make(chan struct{}, 1),
+		wake:     w,
 		done:     make(chan struct{}),
 	}
 	d.params.Store(&p)
-	return d
+	return d, nil
 }
 
-// startDelayer binds queue in the namespace nsFD (0 = current) and starts the reader and
-// the scheduler. A queue bound by someone else fails with an error wrapping unix.EBUSY.
-func startDelayer(queue uint16, nsFD int, p delayParams, log *slog.Logger) (*delayer, error) {
+// startDelayer opens raw sockets on iface and binds queue, both in the namespace of cfg,
+// and starts the reader and the scheduler. A queue bound by someone else fails with an
+// error wrapping unix.EBUSY.
+func startDelayer(cfg *config, iface string, queue uint16, p delayParams) (*delayer, error) {
+	rs, err := openRawSender(cfg, iface)
+	if err != nil {
+		return nil, err
+	}
 	nf, err := nfqueue.Open(&nfqueue.Config{
-		NetNS:        nsFD,
+		NetNS:        cfg.nsFD(),
 		NfQueue:      queue,
 		MaxPacketLen: copyRange,
 		MaxQueueLen:  maxQueueLen,
 		Copymode:     nfqueue.NfQnlCopyPacket,
-		// GSO: take TSO/GSO super-packets whole instead of having the kernel segment them
-		// first; we never modify packets, so checksums stay the kernel's business.
-		Flags:        nfqueue.NfQaCfgFlagGSO,
+		// No NfQaCfgFlagGSO: the kernel then segments GSO packets and completes partial
+		// checksums before copying, so each copy can go out as it is.
 		WriteTimeout: time.Second,
 	})
 	if err != nil {
+		rs.close()
 		return nil, fmt.Errorf("shaping: open nfqueue %d: %w", queue, err)
 	}
 	setReadBuffer(nf.Con, readBuffer)
-	d := newDelayer(queue, nfVerdicter{nf}, p, log)
-	d.nf = nf
+	d, err := newDelayer(queue, rs, p, cfg.log)
+	if err != nil {
+		rs.close()
+		_ = nf.Close()
+		return nil, err
+	}
+	d.nf, d.closer = nf, rs.close
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	if err := nf.RegisterWithErrorFunc(ctx, d.onPacket, d.onError(ctx)); err != nil {
 		cancel()
 		_ = nf.Close()
+		rs.close()
+		d.wake.close()
 		return nil, fmt.Errorf("shaping: bind nfqueue %d: %w", queue, err)
 	}
 	go d.schedule()
@@ -152,16 +188,19 @@ func setReadBuffer(c *mdnetlink.Conn, n int) {
 
 func (d *delayer) setParams(p delayParams) { d.params.Store(&p) }
 
-// onPacket runs on the library's receive goroutine; it only records the packet.
+// onPacket runs on the library's receive goroutine: it takes the copy and drops the
+// original. The drop is cumulative (every queued packet up to this one), which also
+// clears packets whose messages a socket overrun lost.
 func (d *delayer) onPacket(a nfqueue.Attribute) int {
 	if a.PacketID == nil {
 		return 0
 	}
-	var key uint64
-	if a.Payload != nil {
-		key = flowKey(*a.Payload)
+	if err := d.nf.SetVerdictBatch(*a.PacketID, nfqueue.NfDrop); err != nil {
+		d.log.Warn("nfqueue verdict", "queue", d.queue, "id", *a.PacketID, "err", err)
 	}
-	d.enqueue(*a.PacketID, key, time.Now())
+	if a.Payload != nil {
+		d.enqueue(*a.Payload, time.Now())
+	}
 	return 0
 }
 
@@ -171,10 +210,8 @@ func (d *delayer) onError(ctx context.Context) nfqueue.ErrorFunc {
 		case ctx.Err() != nil:
 			return 1
 		case errors.Is(err, unix.ENOBUFS):
-			// Messages were lost, but their packets stay queued in the kernel; the next
-			// cumulative verdict releases them (see release).
 			d.overruns.Add(1)
-			d.log.Warn("nfqueue socket overrun", "queue", d.queue)
+			d.log.Warn("nfqueue socket overrun: packets lost", "queue", d.queue)
 			return 0
 		case errors.Is(err, net.ErrClosed):
 			return 1
@@ -183,8 +220,8 @@ func (d *delayer) onError(ctx context.Context) nfqueue.ErrorFunc {
 		if errors.As(err, &oe) && (oe.Timeout() || oe.Temporary()) {
 			return 0
 		}
-		// Stopping unbinds the queue: packets are then dropped (no bypass), never sent
-		// undelayed.
+		// Stopping unbinds the queue: the rule then drops (no bypass), it never lets
+		// packets through undelayed.
 		d.errMu.Lock()
 		d.err = err
 		d.errMu.Unlock()
@@ -193,12 +230,18 @@ func (d *delayer) onError(ctx context.Context) nfqueue.ErrorFunc {
 	}
 }
 
-// enqueue schedules packet id of flow key, seen at now.
-func (d *delayer) enqueue(id uint32, key uint64, now time.Time) {
+// enqueue schedules pkt, seen at now.
+func (d *delayer) enqueue(pkt []byte, now time.Time) {
 	p := d.params.Load()
 	d.received.Add(1)
+	key := flowKey(pkt)
 
 	d.mu.Lock()
+	if d.heldBytes+len(pkt) > maxHeldBytes {
+		d.mu.Unlock()
+		d.overflows.Add(1)
+		return
+	}
 	delay := p.delay
 	if p.jitter > 0 {
 		// Uniform over [delay-jitter, delay+jitter], as netem without a distribution table.
@@ -209,11 +252,10 @@ func (d *delayer) enqueue(id uint32, key uint64, now time.Time) {
 		release = last // keep the flow in order
 	}
 	d.lastFlow[key] = release
-	e := &held{id: id, seq: d.seq, release: release}
+	e := &held{pkt: pkt, seq: d.seq, release: release}
 	d.seq++
-	d.last = id
+	d.heldBytes += len(pkt)
 	heap.Push(&d.byTime, e)
-	d.arrivals = append(d.arrivals, e)
 	first := d.byTime[0] == e
 	if now.Sub(d.pruned) > time.Second {
 		for k, t := range d.lastFlow {
@@ -226,144 +268,95 @@ func (d *delayer) enqueue(id uint32, key uint64, now time.Time) {
 	d.mu.Unlock()
 
 	if first {
-		d.signal()
+		d.wake.signal()
 	}
 }
 
-func (d *delayer) signal() {
-	select {
-	case d.wake <- struct{}{}:
-	default:
-	}
-}
-
-// due pops every packet whose time has come (all of them when flushing) and plans their
-// verdicts: one cumulative accept up to the newest due packet older than every packet
-// still held, then single accepts for the rest. The cumulative accept also frees packets
-// whose messages we never received (socket overrun): they are older than the oldest packet
-// we hold, so they have waited long enough. It returns the next release time (zero if
-// none) and whether nothing is held.
-func (d *delayer) due(now time.Time, flush bool) (upTo *held, singles []*held, next time.Time, empty bool) {
+// due pops every packet whose time has come (all of them when flushing), in release order,
+// which keeps each flow in order. It also returns the next release time (zero if none)
+// and whether nothing is held.
+func (d *delayer) due(now time.Time, flush bool) (ready []*held, next time.Time, empty bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var ready []*held
 	for len(d.byTime) > 0 && (flush || !d.byTime[0].release.After(now)) {
 		e := heap.Pop(&d.byTime).(*held)
-		e.released = true
+		d.heldBytes -= len(e.pkt)
 		ready = append(ready, e)
 	}
-	// Trim released packets from the front of the arrival order: what remains at the
-	// front is the oldest packet still held.
-	i := 0
-	for i < len(d.arrivals) && d.arrivals[i].released {
-		i++
-	}
-	var oldest *held
-	if i < len(d.arrivals) {
-		oldest = d.arrivals[i]
-	}
-	clear(d.arrivals[:i])
-	d.arrivals = d.arrivals[i:]
-	if len(d.arrivals) == 0 && cap(d.arrivals) > 4096 {
-		d.arrivals = nil // let a burst's backing array go
-	}
-
-	for _, e := range ready {
-		if oldest == nil || e.seq < oldest.seq {
-			if upTo == nil || e.seq > upTo.seq {
-				upTo = e
-			}
-		} else {
-			singles = append(singles, e)
-		}
-	}
-	// Single verdicts in arrival order, so a flow leaves in the order it came.
-	sortBySeq(singles)
 	if len(d.byTime) > 0 {
 		next = d.byTime[0].release
 	}
-	d.released.Add(uint64(len(ready)))
-	return upTo, singles, next, len(d.byTime) == 0
+	return ready, next, len(d.byTime) == 0
 }
 
-// schedule releases packets on time until the delayer drains and is empty.
+// schedule sends packets on time until the delayer drains and is empty. It owns its OS
+// thread: Go timers wake up to a millisecond late (the netpoller waits in whole
+// milliseconds), which would add about 0.5 ms to every hop; ppoll with a nanosecond
+// timeout and a 1 ns timer slack on a dedicated thread is accurate to tens of
+// microseconds. The thread ends with the goroutine, taking its timer slack with it.
 func (d *delayer) schedule() {
 	defer close(d.done)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	runtime.LockOSThread()
+	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
 	for {
 		d.mu.Lock()
 		draining := d.draining
 		d.mu.Unlock()
-		upTo, singles, next, empty := d.due(time.Now(), d.flush.Load())
-		d.send(upTo, singles)
+		ready, next, empty := d.due(time.Now(), d.flush.Load())
+		for _, e := range ready {
+			if err := d.out.send(e.pkt); err != nil {
+				d.sendErrors.Add(1)
+			} else {
+				d.sent.Add(1)
+			}
+		}
 		if draining && empty {
 			return
 		}
-		wait := time.Hour
+		wait := time.Duration(-1) // until woken
 		if !next.IsZero() {
-			wait = time.Until(next)
+			wait = max(time.Until(next), 0)
 		}
-		timer.Reset(wait)
-		select {
-		case <-timer.C:
-		case <-d.wake:
-		}
+		d.wake.wait(wait)
 	}
 }
 
-func (d *delayer) send(upTo *held, singles []*held) {
-	if upTo != nil {
-		if err := d.v.acceptUpTo(upTo.id); err != nil {
-			d.log.Warn("nfqueue verdict", "queue", d.queue, "id", upTo.id, "err", err)
-		}
-	}
-	for _, e := range singles {
-		if err := d.v.accept(e.id); err != nil {
-			d.log.Warn("nfqueue verdict", "queue", d.queue, "id", e.id, "err", err)
-		}
-	}
-}
-
-// stop stops the delayer once the rule feeding it is gone: packets still held are released
-// on schedule, or at once when ctx ends first; then the queue is unbound.
+// stop stops the delayer once the rule feeding it is gone: packets still held are sent on
+// schedule, or at once when ctx ends first; then the queue is unbound.
 func (d *delayer) stop(ctx context.Context) error {
 	// Packets the kernel queued just before the rule went may still be in the socket.
 	time.Sleep(5 * time.Millisecond)
 	d.mu.Lock()
 	d.draining = true
 	d.mu.Unlock()
-	d.signal()
+	d.wake.signal()
 	select {
 	case <-d.done:
 	case <-ctx.Done():
 		d.flush.Store(true)
-		d.signal()
+		d.wake.signal()
 		<-d.done
-	}
-	var err error
-	if d.nf != nil {
-		// Whatever arrived after the scheduler finished, and whatever a socket overrun hid
-		// from us, is still queued: accept it before unbinding would drop it.
-		if id, ok := d.lastID(); ok {
-			_ = d.v.acceptUpTo(id)
-		}
 	}
 	if d.cancel != nil {
 		d.cancel() // stops the reader, which unbinds the queue
 	}
+	var err error
 	if d.nf != nil {
 		if cerr := d.nf.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
 			err = fmt.Errorf("shaping: close nfqueue %d: %w", d.queue, cerr)
 		}
 	}
+	// The reader is gone: send what it took after the scheduler finished (its originals
+	// were dropped already), then release the sockets.
+	ready, _, _ := d.due(time.Now(), true)
+	for _, e := range ready {
+		_ = d.out.send(e.pkt)
+	}
+	d.wake.close()
+	if d.closer != nil {
+		d.closer()
+	}
 	return err
-}
-
-func (d *delayer) lastID() (uint32, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.last, d.seq > 0
 }
 
 // Err is why the reader stopped on its own, or nil.
@@ -378,11 +371,110 @@ func (d *delayer) stats() QueueStats {
 	n := len(d.byTime)
 	d.mu.Unlock()
 	return QueueStats{
-		Queue:    d.queue,
-		Received: d.received.Load(),
-		Released: d.released.Load(),
-		Held:     n,
-		Overruns: d.overruns.Load(),
+		Queue:      d.queue,
+		Received:   d.received.Load(),
+		Sent:       d.sent.Load(),
+		Held:       n,
+		Overruns:   d.overruns.Load(),
+		Overflows:  d.overflows.Load(),
+		SendErrors: d.sendErrors.Load(),
+	}
+}
+
+// rawSender sends complete IP packets out of one interface.
+//
+// Equivalent to: socket(AF_INET{,6}, SOCK_RAW, IPPROTO_RAW) with SO_MARK=Mark and
+// SO_BINDTODEVICE=<iface>, then sendto(packet, its destination).
+type rawSender struct {
+	v4, v6  int // -1 when absent
+	ifindex uint32
+}
+
+func openRawSender(cfg *config, iface string) (*rawSender, error) {
+	rs := &rawSender{v4: -1, v6: -1}
+	err := cfg.do(func() error {
+		ifi, err := net.InterfaceByName(iface)
+		if err != nil {
+			return err
+		}
+		rs.ifindex = uint32(ifi.Index)
+		if rs.v4, err = rawSocket(unix.AF_INET, iface); err != nil {
+			return err
+		}
+		if hasIPv6() {
+			if rs.v6, err = rawSocket(unix.AF_INET6, iface); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		rs.close()
+		return nil, fmt.Errorf("shaping: raw socket on %s: %w", iface, err)
+	}
+	return rs, nil
+}
+
+// hasIPv6 reports whether this thread's namespace has IPv6 (thread-self: /proc/self/net
+// is the main thread's namespace).
+func hasIPv6() bool {
+	var st unix.Stat_t
+	return unix.Stat("/proc/thread-self/net/if_inet6", &st) == nil
+}
+
+func rawSocket(family int, iface string) (int, error) {
+	// IPPROTO_RAW implies IP_HDRINCL (and IPV6_HDRINCL): we send whole packets.
+	fd, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+	if err != nil {
+		return -1, fmt.Errorf("socket: %w", err)
+	}
+	for _, opt := range []struct {
+		name string
+		set  func() error
+	}{
+		{"SO_MARK", func() error { return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, Mark) }},
+		{"SO_BINDTODEVICE", func() error { return unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, iface) }},
+		{"SO_SNDBUFFORCE", func() error { return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sendBuffer) }},
+	} {
+		if err := opt.set(); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("%s: %w", opt.name, err)
+		}
+	}
+	return fd, nil
+}
+
+func (rs *rawSender) send(pkt []byte) error {
+	if len(pkt) == 0 {
+		return nil
+	}
+	switch pkt[0] >> 4 {
+	case 4:
+		if len(pkt) < 20 || rs.v4 < 0 {
+			return errBadPacket
+		}
+		to := &unix.SockaddrInet4{}
+		copy(to.Addr[:], pkt[16:20])
+		return unix.Sendto(rs.v4, pkt, unix.MSG_DONTWAIT, to)
+	case 6:
+		if len(pkt) < 40 || rs.v6 < 0 {
+			return errBadPacket
+		}
+		to := &unix.SockaddrInet6{ZoneId: rs.ifindex}
+		copy(to.Addr[:], pkt[24:40])
+		return unix.Sendto(rs.v6, pkt, unix.MSG_DONTWAIT, to)
+	}
+	return errBadPacket
+}
+
+var errBadPacket = errors.New("not an IP packet")
+
+func (rs *rawSender) close() {
+	for _, fd := range []*int{&rs.v4, &rs.v6} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
+		}
 	}
 }
 
@@ -396,22 +488,14 @@ func (h timeHeap) Less(i, j int) bool {
 	}
 	return h[i].seq < h[j].seq
 }
-func (h timeHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
-func (h *timeHeap) Push(x any)   { e := x.(*held); e.index = len(*h); *h = append(*h, e) }
+func (h timeHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *timeHeap) Push(x any)   { *h = append(*h, x.(*held)) }
 func (h *timeHeap) Pop() any {
 	old := *h
 	e := old[len(old)-1]
 	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
 	return e
-}
-
-func sortBySeq(s []*held) {
-	for i := 1; i < len(s); i++ { // insertion sort: s is short and nearly sorted
-		for j := i; j > 0 && s[j].seq < s[j-1].seq; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
 }
 
 // flowKey hashes what identifies a flow: IP version, addresses, protocol and, for TCP,
@@ -463,3 +547,34 @@ func flowKey(p []byte) uint64 {
 	}
 	return h
 }
+
+// waker is an eventfd the scheduler sleeps on with a precise timeout.
+type waker struct{ fd int }
+
+func newWaker() (*waker, error) {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("shaping: eventfd: %w", err)
+	}
+	return &waker{fd: fd}, nil
+}
+
+var one = []byte{1, 0, 0, 0, 0, 0, 0, 0} // eventfd adds a native-endian uint64; any non-zero wakes
+
+func (w *waker) signal() { _, _ = unix.Write(w.fd, one) }
+
+// wait sleeps for d (forever if d < 0) or until signalled, whichever comes first.
+func (w *waker) wait(d time.Duration) {
+	fds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}}
+	var ts *unix.Timespec
+	if d >= 0 {
+		t := unix.NsecToTimespec(int64(d))
+		ts = &t
+	}
+	if n, _ := unix.Ppoll(fds, ts, nil); n > 0 {
+		var buf [8]byte
+		_, _ = unix.Read(w.fd, buf[:]) // reset the counter
+	}
+}
+
+func (w *waker) close() { _ = unix.Close(w.fd) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,9 +36,7 @@ func (c *config) families() ([]family, error) {
 	fams := []family{familyIPv4}
 	var v6 bool
 	err := c.do(func() error {
-		// thread-self, not self: /proc/self/net is the namespace of the main thread.
-		_, err := os.Stat("/proc/thread-self/net/if_inet6")
-		v6 = err == nil
+		v6 = hasIPv6()
 		return nil
 	})
 	if v6 {
@@ -150,18 +147,20 @@ func (c *config) restoreMangle(ctx context.Context, f family, body []string) err
 	return nil
 }
 
-// chainRules is the body of owner's chain for iface: drop first (a lost packet is never
-// delayed), then queue for the delay. No --queue-bypass: without a reader bound, the
-// kernel drops the packet instead of sending it undelayed.
+// chainRules is the body of owner's chain for iface: first let through what the delayer
+// sends on (it was impaired already), then drop (a lost packet is never delayed), then
+// queue for the delay. No --queue-bypass: without a reader bound, the kernel drops the
+// packet instead of sending it undelayed.
 //
 // Equivalent to:
 //
+//	iptables -t mangle -A DT-<hash>-<iface> -m mark --mark 0xd7000000/0xff000000 -m comment --comment dt:<owner> -j RETURN
 //	iptables -t mangle -A DT-<hash>-<iface> -m statistic --mode random --probability P -m comment --comment dt:<owner> -j DROP
 //	iptables -t mangle -A DT-<hash>-<iface> -m comment --comment dt:<owner> -j NFQUEUE --queue-num Q
 func chainRules(owner, iface string, loss float64, queue uint16, delay bool) []string {
 	chain := ChainName(owner, iface)
 	tag := "-m comment --comment " + comment(owner)
-	var rules []string
+	rules := []string{fmt.Sprintf("-A %s -m mark --mark %#x/%#x %s -j RETURN", chain, Mark, MarkMask, tag)}
 	switch {
 	case loss >= 100:
 		rules = append(rules, fmt.Sprintf("-A %s %s -j DROP", chain, tag))

@@ -124,7 +124,7 @@ func (u *Userspace) apply(ctx context.Context, iface string, l *usLink, imp Impa
 	params := delayParams{delay: imp.Delay, jitter: imp.Jitter}
 	switch {
 	case delay && l.d == nil:
-		d, err := u.startQueue(params)
+		d, err := u.startQueue(iface, params)
 		if err != nil {
 			return err
 		}
@@ -166,7 +166,7 @@ func (u *Userspace) apply(ctx context.Context, iface string, l *usLink, imp Impa
 }
 
 // startQueue binds the first free queue of the owner's block.
-func (u *Userspace) startQueue(p delayParams) (*delayer, error) {
+func (u *Userspace) startQueue(iface string, p delayParams) (*delayer, error) {
 	used := map[uint16]bool{}
 	for _, l := range u.links {
 		if l.d != nil {
@@ -178,7 +178,7 @@ func (u *Userspace) startQueue(p delayParams) (*delayer, error) {
 		if used[uint16(q)] {
 			continue
 		}
-		d, err := startDelayer(uint16(q), u.cfg.nsFD(), p, u.cfg.log)
+		d, err := startDelayer(&u.cfg, iface, uint16(q), p)
 		if errors.Is(err, unix.EBUSY) {
 			continue // bound by another process in this namespace
 		}
