@@ -37,8 +37,11 @@ func (s *Series) Throughput(b Bucket) float64 { return float64(b.OK) / s.Width.S
 func seriesFileName(w time.Duration) string { return "timeseries_" + w.String() + ".csv" }
 
 // series buckets the run from its first operation (or the workload start) to its last
-// completion (or the workload end).
-func (a *analysis) series(width time.Duration) *Series {
+// completion (or the workload end), with buckets aligned to the run's start.
+func (a *analysis) series(width time.Duration) *Series { return a.seriesAt(0, width) }
+
+// seriesAt is series with buckets aligned to origin (s from the run's start) instead.
+func (a *analysis) seriesAt(origin float64, width time.Duration) *Series {
 	s := &Series{Width: width}
 	w := width.Seconds()
 	if w <= 0 {
@@ -54,17 +57,17 @@ func (a *analysis) series(width time.Duration) *Series {
 	if n := len(a.failDone); n > 0 {
 		hi = max(hi, a.failDone[n-1])
 	}
-	first := int(math.Floor(lo / w))
-	last := int(math.Floor(hi / w))
+	first := int(math.Floor((lo - origin) / w))
+	last := int(math.Floor((hi - origin) / w))
 	if last < first || last-first > 10_000_000 { // a corrupt timestamp must not allocate the world
 		return s
 	}
 	s.Buckets = make([]Bucket, last-first+1)
 	for i := range s.Buckets {
-		s.Buckets[i] = Bucket{Start: float64(first+i) * w, P50: math.NaN(), P99: math.NaN(), Max: math.NaN()}
+		s.Buckets[i] = Bucket{Start: origin + float64(first+i)*w, P50: math.NaN(), P99: math.NaN(), Max: math.NaN()}
 	}
 	idx := func(t float64) int {
-		return min(max(int(math.Floor(t/w))-first, 0), len(s.Buckets)-1)
+		return min(max(int(math.Floor((t-origin)/w))-first, 0), len(s.Buckets)-1)
 	}
 	for _, t := range a.okDone {
 		s.Buckets[idx(t)].OK++
