@@ -3,6 +3,7 @@ package experiment
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -79,6 +80,7 @@ func (m *Monitor) poll(ctx context.Context) {
 			}
 			st, err := a.Client().SystemStatus(pctx, m.c.Cfg.System, m.c.Sys.LocalEndpoint(m.c.Members, i))
 			if err != nil {
+				slog.Debug("member status", "member", mem.Name, "err", err)
 				st = systems.MemberStatus{Member: mem.Name, Error: err.Error()}
 			}
 			st.Member = mem.Name

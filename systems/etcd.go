@@ -2,23 +2,22 @@ package systems
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/dtlab/dt/workloads"
 )
@@ -263,74 +262,57 @@ func (k *etcdKV) Close() error {
 // that is paused or cut off must not hold up a poller that runs every ~100 ms.
 const statusTimeout = 300 * time.Millisecond
 
-// statusConns caches one gRPC connection per endpoint for Status. It uses the etcd API
-// directly rather than clientv3: Maintenance.Status dials a fresh connection on every
-// call, and clientv3's interceptor retries Unavailable until the deadline, where a
-// poller wants a cheap call that fails fast when the member is down.
-var statusConns = struct {
-	sync.Mutex
-	m map[string]*grpc.ClientConn
-}{m: map[string]*grpc.ClientConn{}}
+// statusHTTP keeps connections to each member's client URL alive between polls.
+var statusHTTP = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second}}
 
-func statusConn(endpoint string) (*grpc.ClientConn, error) {
-	statusConns.Lock()
-	defer statusConns.Unlock()
-	if c, ok := statusConns.m[endpoint]; ok {
-		return c, nil
-	}
-	host := endpoint
-	if _, rest, ok := strings.Cut(endpoint, "://"); ok {
-		host = rest
-	}
-	c, err := grpc.NewClient("passthrough:///"+host,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 250 * time.Millisecond},
-			MinConnectTimeout: statusTimeout,
-		}))
-	if err != nil {
-		return nil, fmt.Errorf("status connection to %s: %w", endpoint, err)
-	}
-	statusConns.m[endpoint] = c
-	return c, nil
-}
+// CloseStatusConns closes the idle connections kept by Status (the next Status reopens them).
+func CloseStatusConns() { statusHTTP.CloseIdleConnections() }
 
-// CloseStatusConns closes the connections cached by Status (the next Status reopens them).
-func CloseStatusConns() {
-	statusConns.Lock()
-	defer statusConns.Unlock()
-	for ep, c := range statusConns.m {
-		c.Close()
-		delete(statusConns.m, ep)
-	}
-}
-
-// Status asks the member at endpoint for its own view (etcdctl endpoint status): member
-// id, leader id (hex, as etcdctl prints them), raft term and index. It is healthy when
+// Status asks the member at endpoint for its own raft view: member id, leader id (hex, as
+// etcdctl prints them), raft term, commit index and role. It is healthy when
 // it answers within 300 ms and knows a leader. A member that cannot be reached yields an
 // error, and a MemberStatus carrying it.
 func (e *etcd) Status(ctx context.Context, endpoint string) (MemberStatus, error) {
-	conn, err := statusConn(endpoint)
+	// The maintenance Status RPC reports the term of the last *applied* entry (etcd 3.4
+	// sets it while applying), so a follower cut off from the leader, campaigning at ever
+	// higher terms, still shows the old term there. The raft node's own status, published
+	// as the expvar "raft.status", has the real term, leader and role.
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(endpoint, "/")+"/debug/vars", nil)
 	if err != nil {
 		return MemberStatus{Error: err.Error()}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
-	defer cancel()
-	resp, err := pb.NewMaintenanceClient(conn).Status(ctx, &pb.StatusRequest{})
+	resp, err := statusHTTP.Do(req)
 	if err != nil {
 		err = fmt.Errorf("etcd status %s: %w", endpoint, err)
 		return MemberStatus{Error: err.Error()}, err
 	}
-	st := MemberStatus{Term: resp.RaftTerm, Index: resp.RaftIndex}
-	if resp.Header != nil {
-		st.ID = fmt.Sprintf("%x", resp.Header.MemberId)
+	defer resp.Body.Close()
+	var vars struct {
+		Raft *struct {
+			ID        string `json:"id"`
+			Term      uint64 `json:"term"`
+			Lead      string `json:"lead"`
+			Applied   uint64 `json:"applied"`
+			Commit    uint64 `json:"commit"`
+			RaftState string `json:"raftState"`
+		} `json:"raft.status"`
 	}
-	if resp.Leader != 0 {
-		st.LeaderID = fmt.Sprintf("%x", resp.Leader)
+	if resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("etcd status %s: HTTP %s", endpoint, resp.Status)
+		return MemberStatus{Error: err.Error()}, err
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&vars); err != nil || vars.Raft == nil {
+		err = fmt.Errorf("etcd status %s: no raft.status in /debug/vars: %v", endpoint, err)
+		return MemberStatus{Error: err.Error()}, err
+	}
+	r := vars.Raft
+	st := MemberStatus{ID: r.ID, Term: r.Term, Index: r.Commit,
+		Role: strings.ToLower(strings.TrimPrefix(r.RaftState, "State"))}
+	if r.Lead != "" && r.Lead != "0" {
+		st.LeaderID = r.Lead
 		st.Healthy = true
-	}
-	if len(resp.Errors) > 0 { // e.g. an active NOSPACE alarm
-		st.Error = strings.Join(resp.Errors, "; ")
 	}
 	return st, nil
 }

@@ -51,7 +51,8 @@ type MemberStatus struct {
 	LeaderID string `json:"leader_id"` // "" when this member knows no leader
 	Term     uint64 `json:"term"`
 	Index    uint64 `json:"index"`
-	Healthy  bool   `json:"healthy"` // it answered and knows a leader
+	Role     string `json:"role,omitempty"` // leader, follower, candidate, pre-candidate
+	Healthy  bool   `json:"healthy"`        // it answered and knows a leader
 	Error    string `json:"error,omitempty"`
 }
 

@@ -1,0 +1,299 @@
+package experiment
+
+// What the debug shell (package shell) needs on top of Start: faults fired now instead of
+// on a run's schedule, the workload started, stopped and re-rated on demand, a member
+// stopped gracefully, and a few read-only views. Nothing here changes how Run works.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/dtlab/dt/agent"
+	"github.com/dtlab/dt/faults"
+	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/workloads"
+)
+
+// Windowed is an optional capability of a faults.Fault: where its active window lies in
+// its schedule over a run of length p.Duration. RunFault uses it to fire a fault now;
+// faults without it are looked up in a table of the built-in schedules.
+type Windowed interface {
+	Window(p faults.Params) (from, to time.Duration)
+}
+
+// window returns the fractions of T between which a built-in fault acts: reckon's
+// [T/3, 2T/3] for most, [T/2, T] for the kills that are never undone, [0, T] for none.
+func builtinWindow(name string) (from, to float64) {
+	switch name {
+	case "none":
+		return 0, 1
+	case "leader", "kill-n":
+		return 0.5, 1
+	default:
+		return 1.0 / 3, 2.0 / 3
+	}
+}
+
+// RunFault fires the registered fault name now, compressed: its schedule is shifted so
+// that its active window opens at once and lasts window (the schedule's T is chosen to
+// make it so; p.Duration is ignored). It blocks until the fault is over, and when ctx
+// ends early the fault undoes what it did before RunFault returns. onEvent, if not nil,
+// sees every event the fault records, after it is written to events.jsonl.
+func (c *Cluster) RunFault(ctx context.Context, name string, window time.Duration, p faults.Params, onEvent func(results.Event)) error {
+	f, err := faults.Lookup(name)
+	if err != nil {
+		return err
+	}
+	if window <= 0 {
+		return fmt.Errorf("fault %s: window %v must be positive", name, window)
+	}
+	from, to := builtinWindow(name)
+	if w, ok := f.(Windowed); ok {
+		// Ask for the window of a unit schedule and scale it.
+		unit := p
+		unit.Duration = time.Hour
+		a, b := w.Window(unit)
+		from, to = a.Hours(), b.Hours()
+	}
+	if to <= from {
+		return fmt.Errorf("fault %s: empty window [%g·T, %g·T]", name, from, to)
+	}
+	p.Duration = time.Duration(float64(window) / (to - from))
+	if err := faults.ValidateParams(name, p, len(c.Members.Members)); err != nil {
+		return fmt.Errorf("fault %s: %w", name, err)
+	}
+	lead := time.Duration(from * float64(p.Duration))
+	c.mu.Lock()
+	c.cuts++ // also numbers fault runs: each gets its own seeded source
+	seed := uint64(c.Cfg.Seed)
+	stream := uint64(c.cuts)
+	c.mu.Unlock()
+	env := &nowEnv{
+		faultEnv: &faultEnv{c: c, start: time.Now().Add(-lead)},
+		onEvent:  onEvent,
+		rng:      rand.New(rand.NewPCG(seed, 0x64740000+stream)),
+	}
+	return f.Run(ctx, env, p)
+}
+
+// nowEnv is the faults.Env of a fault fired from the shell: its own random source (faults
+// may run concurrently there, and a rand.Rand is not safe for that) and an event hook.
+type nowEnv struct {
+	*faultEnv
+	onEvent func(results.Event)
+	rng     *rand.Rand
+}
+
+func (e *nowEnv) Rand() *rand.Rand { return e.rng }
+
+func (e *nowEnv) Record(ev results.Event) {
+	e.faultEnv.Record(ev)
+	if e.onEvent != nil {
+		e.onEvent(ev)
+	}
+}
+
+// Stop stops a server's member gracefully: SIGTERM, then SIGKILL after grace.
+func (c *Cluster) Stop(ctx context.Context, node string, grace time.Duration) error {
+	a, err := c.agentOf(node)
+	if err != nil {
+		return err
+	}
+	_, err = a.Client().Stop(ctx, procName, grace)
+	return err
+}
+
+// ProcessState is the state of the system's process on a server (agent.StateRunning,
+// StatePaused, StateKilled, ...).
+func (c *Cluster) ProcessState(ctx context.Context, node string) (agent.ProcStatus, error) {
+	a, err := c.agentOf(node)
+	if err != nil {
+		return agent.ProcStatus{}, err
+	}
+	return a.Client().Status(ctx, procName)
+}
+
+// MemberName maps a system member id (as in MemberStatus.LeaderID) to its node name; ""
+// when the id has not been seen yet.
+func (m *Monitor) MemberName(id string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.idToName[id]
+}
+
+// WaitLeader waits up to timeout until a leader is known and returns it.
+func (m *Monitor) WaitLeader(ctx context.Context, timeout time.Duration) (string, error) {
+	return m.waitLeader(ctx, timeout)
+}
+
+// onDemand is how long an on-demand load runs when nobody stops it.
+const onDemand = 365 * 24 * 3600.0
+
+// Load drives the workload on every client on demand: started, stopped and re-rated from
+// the debug shell. Operations go to ops.jsonl as in a run, stamped from the run's time
+// zero, and each start and stop is a workload-start / workload-end event. Every start
+// after the first gives the clients new names (c1#2, ...): value ids stay unique in the
+// run and the linearizability check sees a new client, which it is.
+type Load struct {
+	c *Cluster
+
+	mu      sync.Mutex
+	rate    float64 // total ops/s of the next or current start
+	gen     int
+	running bool
+	cancel  context.CancelFunc
+	done    chan struct{}
+	errs    []error
+	stats   *liveStats
+	onError func(error)
+}
+
+// NewLoad returns a stopped load at the configured rate. onError, if not nil, hears of a
+// client that fails while the load runs.
+func NewLoad(c *Cluster, onError func(error)) *Load {
+	return &Load{c: c, rate: c.Cfg.Rate, stats: newLiveStats(), onError: onError}
+}
+
+// ErrLoadRunning is returned by Start when the load already runs.
+var ErrLoadRunning = errors.New("the load is already running")
+
+// Start starts the load at rate total ops/s (0: the current rate). It runs until Stop or
+// until ctx ends.
+func (l *Load) Start(ctx context.Context, rate float64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.running {
+		return fmt.Errorf("%w at %g ops/s (`load rate N` changes it)", ErrLoadRunning, l.rate)
+	}
+	if rate == 0 {
+		rate = l.rate
+	}
+	c := l.c
+	clients := c.Live.Spec.Clients()
+	if len(clients) == 0 {
+		return errors.New("no client nodes: start with --number-clients 1 or more")
+	}
+	cfg := c.Cfg
+	cfg.Rate = rate
+	cfg.Duration = onDemand
+	eps := c.Sys.ClientEndpoints(c.Members)
+	gen := l.gen + 1
+	var specs []workloads.Spec
+	var names []string
+	for j, n := range clients {
+		endpoints := eps
+		if cfg.ClientEndpoints == "one" {
+			endpoints = []string{eps[j%len(eps)]}
+		}
+		name := n.Name
+		if gen > 1 {
+			name = fmt.Sprintf("%s#%d", n.Name, gen)
+		}
+		spec := cfg.clientSpec(name, c.T0.UnixNano(), endpoints)
+		if err := workloads.ValidateSpec(spec); err != nil {
+			return err
+		}
+		specs = append(specs, spec)
+		names = append(names, n.Name)
+	}
+	l.gen, l.rate, l.running, l.errs = gen, rate, true, nil
+	wctx, cancel := context.WithCancel(ctx)
+	l.cancel = cancel
+	done := make(chan struct{})
+	l.done = done
+	c.Record(results.Event{Type: results.EventWorkloadStart, Detail: fmt.Sprintf("%s at %g ops/s", cfg.Workload, rate)})
+	var wg sync.WaitGroup
+	for i, spec := range specs {
+		node := names[i]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := c.Agents[node].Client().RunWorkload(wctx, spec, func(op results.Op) error {
+				l.stats.add(op)
+				return c.Ops.Append(op)
+			})
+			if err != nil && wctx.Err() == nil {
+				err = fmt.Errorf("workload on %s: %w", node, err)
+				c.Record(results.Event{Type: results.EventError, Node: node, Detail: err.Error()})
+				l.mu.Lock()
+				l.errs = append(l.errs, err)
+				l.mu.Unlock()
+				if l.onError != nil {
+					l.onError(err)
+				}
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		c.Record(results.Event{Type: results.EventWorkloadEnd})
+		l.mu.Lock()
+		l.running = false
+		l.mu.Unlock()
+		close(done)
+	}()
+	return nil
+}
+
+// Stop stops issuing operations and waits for the outstanding ones (at most the op
+// timeout). Stopping a stopped load is a no-op.
+func (l *Load) Stop() error {
+	l.mu.Lock()
+	cancel, done := l.cancel, l.done
+	l.mu.Unlock()
+	if cancel == nil {
+		return nil
+	}
+	cancel()
+	<-done
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done == done {
+		l.cancel, l.done = nil, nil
+	}
+	return errors.Join(l.errs...)
+}
+
+// SetRate changes the total rate: a running load is stopped and started again at it (the
+// clients get new names), a stopped one starts at it next time.
+func (l *Load) SetRate(ctx context.Context, rate float64) error {
+	if !(rate > 0) {
+		return fmt.Errorf("rate %v: must be > 0 ops/s", rate)
+	}
+	l.mu.Lock()
+	running := l.running
+	if !running {
+		l.rate = rate
+	}
+	l.mu.Unlock()
+	if !running {
+		return nil
+	}
+	if err := l.Stop(); err != nil {
+		return err
+	}
+	return l.Start(ctx, rate)
+}
+
+// LoadStatus is what the load is doing.
+type LoadStatus struct {
+	Running bool
+	Rate    float64 // total ops/s asked for (of the next start when stopped)
+	Clients int     // client nodes driving it
+	OKRate  float64 // successful ops/s over the last second
+	P99ms   float64 // p99 latency of those, ms
+	Started int     // starts so far
+}
+
+// Status reports whether the load runs, at what rate, and how it fares.
+func (l *Load) Status() LoadStatus {
+	l.mu.Lock()
+	st := LoadStatus{Running: l.running, Rate: l.rate, Clients: len(l.c.Live.Spec.Clients()), Started: l.gen}
+	l.mu.Unlock()
+	st.OKRate, st.P99ms = l.stats.lastSecond()
+	return st
+}
