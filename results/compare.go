@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -139,6 +140,13 @@ func CompareTo(w io.Writer, runDirs []string, outDir string) error {
 	return nil
 }
 
+// labelNoise are config keys that differ between any two runs and so say nothing about
+// what was compared.
+var labelNoise = map[string]bool{
+	"run_id": true, "start": true, "start_unix_nano": true, "host": true, "seed": true,
+	"results_root": true, "check_timeout": true, "settle": true, "system_bin": true,
+}
+
 // labelRuns names each run by the config values that differ between the runs ("rate=200
 // fault=leader"), falling back on the directory name.
 func labelRuns(runs []*compared) {
@@ -158,7 +166,7 @@ func labelRuns(runs []*compared) {
 			values[k][s] = true
 		}
 	}
-	var differ []string
+	var differ, noise []string
 	for k, vs := range values {
 		n := 0
 		for i := range runs {
@@ -167,8 +175,15 @@ func labelRuns(runs []*compared) {
 			}
 		}
 		if len(vs) > 1 || n != len(runs) {
-			differ = append(differ, k)
+			if labelNoise[k] {
+				noise = append(noise, k)
+			} else {
+				differ = append(differ, k)
+			}
 		}
+	}
+	if len(differ) == 0 && slices.Contains(noise, "seed") {
+		differ = []string{"seed"} // repeated runs of one experiment
 	}
 	// title keys first, then alphabetical
 	order := map[string]int{}

@@ -33,11 +33,11 @@ const VisualizationFile = "linearizability.html"
 // Linearizability is the outcome of checking the key/value history against a register
 // per key.
 type Linearizability struct {
-	Result      string  `json:"result"` // LinOK, LinViolation, LinUnknown or LinSkipped
-	Keys        int     `json:"keys"`
-	KeysChecked int     `json:"keys_checked"` // keys whose every segment was decided
-	Ops         int     `json:"ops"`          // read and write records in the history
-	OpsChecked  int     `json:"ops_checked"`  // operations in decided segments (after the reductions below)
+	Result      string `json:"result"` // LinOK, LinViolation, LinUnknown or LinSkipped
+	Keys        int    `json:"keys"`
+	KeysChecked int    `json:"keys_checked"` // keys whose every segment was decided
+	Ops         int    `json:"ops"`          // read and write records in the history
+	OpsChecked  int    `json:"ops_checked"`  // operations in decided segments (after the reductions below)
 	// IndeterminateWrites counts failed writes that may or may not have taken effect.
 	IndeterminateWrites int `json:"indeterminate_writes"`
 	// UnobservedIndeterminate counts indeterminate writes no read ever returned; they are
