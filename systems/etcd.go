@@ -171,7 +171,7 @@ func (e *etcd) NewKV(endpoints []string, opTimeout time.Duration) (workloads.KV,
 	if len(endpoints) == 0 {
 		return nil, errors.New("etcd client: no endpoints")
 	}
-	kv := &etcdKV{endpoints: endpoints, timeout: opTimeout}
+	kv := &etcdKV{endpoints: endpoints, timeout: opTimeout, health: make([]endpointHealth, len(endpoints))}
 	for _, ep := range endpoints {
 		cli, err := clientv3.New(clientv3.Config{
 			Endpoints: []string{ep},
@@ -189,19 +189,79 @@ func (e *etcd) NewKV(endpoints []string, opTimeout time.Duration) (workloads.KV,
 	return kv, nil
 }
 
-// etcdKV implements workloads.TargetedKV.
+// FailoverBench is how long the client first avoids an endpoint after an operation
+// through it failed; each further failure doubles it, up to FailoverBenchMax. A real
+// client (clientv3's balancer, a load balancer) routes around a dead or cut-off member;
+// without this a killed member would fail 1/N of all operations until the end of the
+// run, hiding the cluster's own recovery behind the client's choice.
+const (
+	FailoverBench    = time.Second
+	FailoverBenchMax = 8 * time.Second
+)
+
+// etcdKV implements workloads.TargetedKV: round robin over the endpoints, with a circuit
+// breaker per endpoint. A failed operation benches its endpoint; once the bench is over a
+// single probe operation goes there while the others keep avoiding it, and its success
+// brings the endpoint back. When every endpoint is benched, plain round robin.
 type etcdKV struct {
 	endpoints []string
 	clients   []*clientv3.Client
 	timeout   time.Duration
 	next      atomic.Uint64
 	last      atomic.Int64 // index of the endpoint picked last
+	health    []endpointHealth
+}
+
+type endpointHealth struct {
+	benchedUntil atomic.Int64 // unix ns; 0 = healthy
+	bench        atomic.Int64 // current bench length, ns
+	probing      atomic.Bool  // a probe operation is in flight
 }
 
 func (k *etcdKV) pick() int {
-	i := int((k.next.Add(1) - 1) % uint64(len(k.clients)))
+	n := uint64(len(k.clients))
+	now := time.Now().UnixNano()
+	start := k.next.Add(1) - 1
+	i := int(start % n)
+	for j := uint64(0); j < n; j++ {
+		c := int((start + j) % n)
+		if k.health == nil {
+			break
+		}
+		h := &k.health[c]
+		until := h.benchedUntil.Load()
+		if until == 0 || (until <= now && h.probing.CompareAndSwap(false, true)) {
+			i = c
+			break
+		}
+	}
 	k.last.Store(int64(i))
 	return i
+}
+
+// failed benches endpoint i after a failed operation, for twice as long as last time.
+func (k *etcdKV) failed(i int) {
+	if k.health == nil {
+		return
+	}
+	h := &k.health[i]
+	b := min(max(2*time.Duration(h.bench.Load()), FailoverBench), FailoverBenchMax)
+	h.bench.Store(int64(b))
+	h.benchedUntil.Store(time.Now().Add(b).UnixNano())
+	h.probing.Store(false)
+}
+
+// succeeded brings endpoint i back after an operation through it worked.
+func (k *etcdKV) succeeded(i int) {
+	if k.health == nil {
+		return
+	}
+	h := &k.health[i]
+	if h.benchedUntil.Load() != 0 {
+		h.benchedUntil.Store(0)
+		h.bench.Store(0)
+		h.probing.Store(false)
+	}
 }
 
 func (k *etcdKV) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -216,8 +276,10 @@ func (k *etcdKV) PutTarget(ctx context.Context, key, value string) (string, erro
 	ctx, cancel := k.opContext(ctx)
 	defer cancel()
 	if _, err := k.clients[i].Put(ctx, key, value); err != nil {
+		k.failed(i)
 		return k.endpoints[i], fmt.Errorf("etcd put: %w", err)
 	}
+	k.succeeded(i)
 	return k.endpoints[i], nil
 }
 
@@ -227,8 +289,10 @@ func (k *etcdKV) GetTarget(ctx context.Context, key string) (string, bool, strin
 	defer cancel()
 	resp, err := k.clients[i].Get(ctx, key)
 	if err != nil {
+		k.failed(i)
 		return "", false, k.endpoints[i], fmt.Errorf("etcd get: %w", err)
 	}
+	k.succeeded(i)
 	if len(resp.Kvs) == 0 {
 		return "", false, k.endpoints[i], nil
 	}
