@@ -51,7 +51,7 @@ records every client operation.
 func verbs() []*cobra.Command {
 	return []*cobra.Command{
 		newRunCmd(), newUpCmd(), newDownCmd(), newLsCmd(), newExecCmd(), newShellCmd(),
-		newPartitionCmd(), newHealCmd(), newCleanCmd(), newAgentCmd(),
+		newPartitionCmd(), newHealCmd(), newCleanCmd(), newReportCmd(), newCompareCmd(), newAgentCmd(),
 	}
 }
 
