@@ -1,5 +1,5 @@
 # dt — build, test, benchmark. Tests that need root and kernel features run as root (CI is root).
-GO ?= go
+GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
 BIN := bin/dt
 
 .PHONY: build test bench clean deps run docker
@@ -7,11 +7,10 @@ BIN := bin/dt
 build:
 	$(GO) build -o $(BIN) ./cmd/dt
 
-# deps installs the Debian packages listed in .ci/apt-packages (needs root).
+# deps installs the Debian packages listed in .ci/apt-packages, Go if missing, and the
+# Go modules (needs root).
 deps:
-	apt-get update -qq
-	grep -v '^#' .ci/apt-packages | xargs apt-get install -y -qq --no-install-recommends
-	$(GO) mod download
+	scripts/deps.sh
 
 test: build
 	DT_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -p 1 -timeout 75m ./...
