@@ -19,7 +19,7 @@ func registerRunFlags(c *cobra.Command, cfg *experiment.Config) {
 	f.IntVarP(&cfg.Nodes, "number-nodes", "n", cfg.Nodes, "number of server nodes (s1..sN)")
 	f.IntVar(&cfg.Clients, "number-clients", cfg.Clients, "number of client nodes (c1..cM), each running a client")
 	f.StringVar(&cfg.Datapath, "datapath", cfg.Datapath, "OVS datapath: auto, system (kernel module), netdev (userspace)")
-	f.Float64VarP(&cfg.Duration, "duration", "d", cfg.Duration, "seconds of workload (T); faults are scheduled relative to it")
+	f.Float64Var(&cfg.Duration, "duration", cfg.Duration, "seconds of workload (T); faults are scheduled relative to it")
 	f.Float64Var(&cfg.Rate, "rate", cfg.Rate, "total ops/s over all clients (open loop)")
 	f.StringVar(&cfg.Arrival, "arrival-process", cfg.Arrival, "uniform | poisson")
 	f.IntVar(&cfg.MaxKey, "max-key", cfg.MaxKey, "keys are uniform in [0, max-key]")
@@ -41,6 +41,7 @@ func registerRunFlags(c *cobra.Command, cfg *experiment.Config) {
 
 func newRunCmd() *cobra.Command {
 	cfg := experiment.Defaults()
+	var debug bool
 	c := &cobra.Command{
 		Use:   "run SYSTEM TOPOLOGY WORKLOAD FAULT",
 		Short: "Run one experiment and record every operation and event",
@@ -53,6 +54,7 @@ Workloads: ` + strings.Join(workloads.Names(), ", ") + `
 Faults (T = --duration):
 ` + faults.Help(),
 		Example: `  dt run etcd simple uniform leader
+  dt run etcd simple uniform leader -d      # a prompt instead of the schedule (see dt up)
   dt run etcd simple uniform partial-partition --duration 30 --rate 500
   dt run etcd-pre-vote simple uniform intermittent-full --mtbf 2 --number-nodes 5`,
 		Args: cobra.ExactArgs(4),
@@ -63,6 +65,9 @@ Faults (T = --duration):
 			}
 			if err := requireRoot(); err != nil {
 				return err
+			}
+			if debug {
+				return debugSession(cmd.Context(), cfg, debugOptions{load: true, fault: cfg.Fault})
 			}
 			tty := isTerminal(os.Stdout)
 			out, err := experiment.Run(cmd.Context(), cfg, experiment.Options{Progress: os.Stdout, TTY: tty})
@@ -76,6 +81,7 @@ Faults (T = --duration):
 		},
 	}
 	registerRunFlags(c, &cfg)
+	c.Flags().BoolVarP(&debug, "debug", "d", false, "build the topology, start the system and the workload, then open the debug prompt instead of running the schedule (as reckon's -d)")
 	return c
 }
 

@@ -1,0 +1,311 @@
+package shell
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+	"golang.org/x/term"
+)
+
+// Mode is how the shell gets its commands.
+type Mode int
+
+const (
+	// ModeNone: stdin gives nothing to read (/dev/null, or a job in the background of a
+	// terminal): there is no prompt, and the caller keeps the topology up until it is
+	// told to stop, as `dt up` always did.
+	ModeNone Mode = iota
+	// ModeTerminal: a terminal in the foreground: line editing, history, Tab completion.
+	ModeTerminal
+	// ModeScript: a pipe or a file: every command is echoed after the prompt with its
+	// output, a failing command does not stop the script, and the shell ends at EOF.
+	ModeScript
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ModeTerminal:
+		return "terminal"
+	case ModeScript:
+		return "script"
+	}
+	return "none"
+}
+
+// DetectMode tells how commands can be read from in, given where output goes.
+func DetectMode(in, out *os.File) Mode {
+	st, err := in.Stat()
+	if err != nil {
+		return ModeNone
+	}
+	switch {
+	case st.Mode()&os.ModeCharDevice != 0:
+		fd := int(in.Fd())
+		if !term.IsTerminal(fd) {
+			return ModeNone // /dev/null and the like
+		}
+		if pgrp, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP); err != nil || pgrp != unix.Getpgrp() {
+			return ModeNone // a background job: reading would stop it (SIGTTIN)
+		}
+		if !term.IsTerminal(int(out.Fd())) {
+			return ModeScript
+		}
+		return ModeTerminal
+	case st.Mode()&(os.ModeNamedPipe|os.ModeSocket) != 0, st.Mode().IsRegular():
+		return ModeScript
+	}
+	return ModeNone
+}
+
+// Run reads and runs commands until exit, EOF (Ctrl-D) or ctx ends, then ends what the
+// session started in the background (Close). In ModeScript the error says how many
+// commands failed (wrapping ErrCommandsFailed). In ModeTerminal, Ctrl-C interrupts the
+// running command (or clears the line) and never ends the session: ctx should be
+// cancelled by SIGTERM and SIGHUP only.
+func (s *Shell) Run(ctx context.Context, mode Mode, in, out *os.File) error {
+	s.session = ctx
+	var err error
+	switch mode {
+	case ModeTerminal:
+		err = s.runTerminal(ctx, in, out)
+	case ModeScript:
+		err = s.runScript(ctx, in)
+	default:
+		<-ctx.Done()
+	}
+	return errors.Join(err, s.Close())
+}
+
+// runScript runs the commands of r, echoing each after the prompt.
+func (s *Shell) runScript(ctx context.Context, r io.Reader) error {
+	lines := make(chan string)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-ctx.Done():
+				return
+			}
+		}
+		readErr <- sc.Err()
+	}()
+	total, failed := 0, 0
+loop:
+	for {
+		var line string
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("script interrupted: %w", ctx.Err())
+		case line, ok = <-lines:
+		}
+		if !ok {
+			break
+		}
+		if t := strings.TrimSpace(line); t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		s.printf("%s%s\n", Prompt, strings.TrimSpace(line))
+		total++
+		err := s.Exec(ctx, line)
+		switch {
+		case errors.Is(err, errExit):
+			break loop
+		case err != nil:
+			failed++
+			fmt.Fprintf(s.err, "error: %v\n", err)
+			if ctx.Err() != nil {
+				return fmt.Errorf("script interrupted: %w", ctx.Err())
+			}
+		}
+	}
+	select {
+	case err := <-readErr:
+		if err != nil {
+			return fmt.Errorf("read commands: %w", err)
+		}
+	default:
+	}
+	if failed > 0 {
+		return fmt.Errorf("%w: %d of %d", ErrCommandsFailed, failed, total)
+	}
+	return nil
+}
+
+// runTerminal is the interactive prompt. The terminal is in raw mode only while a line
+// is read, so that programs run in a node see a normal terminal and Ctrl-C reaches them.
+func (s *Shell) runTerminal(ctx context.Context, in, out *os.File) error {
+	fd := int(in.Fd())
+	intr := &ctrlCReader{r: in}
+	t := term.NewTerminal(struct {
+		io.Reader
+		io.Writer
+	}{intr, out}, Prompt)
+	t.AutoCompleteCallback = s.autoComplete
+	resize := func() {
+		if w, h, err := term.GetSize(int(out.Fd())); err == nil {
+			_ = t.SetSize(w, h)
+		}
+	}
+	resize()
+	s.outMu.Lock()
+	s.out, s.interactive = t, true
+	s.outMu.Unlock()
+	defer func() {
+		s.outMu.Lock()
+		s.out, s.interactive = s.opts.Out, false
+		s.outMu.Unlock()
+	}()
+
+	// Ctrl-C while a command runs cancels it, unless a program run in a node has the
+	// terminal: it gets the signal itself, as under any shell.
+	var cmdMu sync.Mutex
+	var cancelCmd context.CancelFunc
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGWINCH)
+	done := make(chan struct{})
+	defer func() { signal.Stop(sigs); close(done) }()
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case sig := <-sigs:
+				if sig == syscall.SIGWINCH {
+					resize()
+					continue
+				}
+				if s.childOwnsTTY.Load() {
+					continue
+				}
+				cmdMu.Lock()
+				if cancelCmd != nil {
+					cancelCmd()
+				}
+				cmdMu.Unlock()
+			}
+		}
+	}()
+
+	s.printf("Type help for the commands; Tab completes; Ctrl-D or exit tears everything down.\n")
+	type readResult struct {
+		line string
+		err  error
+	}
+	for {
+		old, err := term.MakeRaw(fd)
+		if err != nil {
+			return fmt.Errorf("terminal raw mode: %w", err)
+		}
+		res := make(chan readResult, 1)
+		go func() {
+			l, err := t.ReadLine()
+			res <- readResult{l, err}
+		}()
+		var r readResult
+		select {
+		case <-ctx.Done():
+			_ = term.Restore(fd, old)
+			fmt.Fprint(out, "\r\n")
+			return nil
+		case r = <-res:
+			_ = term.Restore(fd, old)
+		}
+		if intr.interrupted.Swap(false) {
+			continue // Ctrl-C drops the line
+		}
+		if errors.Is(r.err, io.EOF) {
+			s.printf("exit\n")
+			return nil
+		}
+		if r.err != nil && !errors.Is(r.err, term.ErrPasteIndicator) {
+			return fmt.Errorf("read command: %w", r.err)
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		cmdMu.Lock()
+		cancelCmd = cancel
+		cmdMu.Unlock()
+		err = s.Exec(cctx, r.line)
+		cmdMu.Lock()
+		cancelCmd = nil
+		cmdMu.Unlock()
+		interrupted := cctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		switch {
+		case errors.Is(err, errExit):
+			return nil
+		case interrupted:
+			s.printf("interrupted\n")
+		case err != nil:
+			s.printf("error: %v\n", err)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// ctrlCReader turns Ctrl-C typed at the prompt (a byte in raw mode) into Enter and
+// remembers it, so that the line is dropped: x/term would report Ctrl-C as EOF, which
+// here means tearing everything down.
+type ctrlCReader struct {
+	r           io.Reader
+	interrupted atomic.Bool
+}
+
+func (c *ctrlCReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	for i := 0; i < n; i++ {
+		if p[i] == 3 {
+			p[i] = '\r'
+			c.interrupted.Store(true)
+			return i + 1, nil // what follows Ctrl-C belongs to the next line: drop it
+		}
+	}
+	return n, err
+}
+
+// autoComplete is the terminal's Tab key: it completes the word at the cursor, as far as
+// the candidates agree, and lists them when they do not.
+func (s *Shell) autoComplete(line string, pos int, key rune) (string, int, bool) {
+	if key != '\t' {
+		return "", 0, false
+	}
+	start, cands := s.Complete(line, pos)
+	if len(cands) == 0 {
+		return "", 0, false
+	}
+	word := line[start:pos]
+	if len(cands) == 1 {
+		ins := cands[0]
+		if !strings.HasSuffix(ins, ",") {
+			ins += " "
+		}
+		return line[:start] + ins + line[pos:], start + len(ins), true
+	}
+	common := cands[0]
+	for _, c := range cands[1:] {
+		for !strings.HasPrefix(c, common) {
+			common = common[:len(common)-1]
+		}
+	}
+	if len(common) > len(word) {
+		return line[:start] + common + line[pos:], start + len(common), true
+	}
+	s.Note("%s", strings.Join(cands, "  "))
+	return "", 0, false
+}

@@ -1,0 +1,253 @@
+package shell
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dtlab/dt/ovs"
+	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/topology"
+)
+
+// Names that stand for a node and are resolved when the command runs.
+const (
+	nameLeader   = "leader"   // the current leader
+	nameFollower = "follower" // the first server, in member order, that is neither the leader nor taken down here
+)
+
+// leaderWait is how long a command naming the leader waits for one to be known.
+const leaderWait = 5 * time.Second
+
+// resolve maps a node argument to a node name.
+func (s *Shell) resolve(ctx context.Context, arg string) (string, error) {
+	switch arg {
+	case nameLeader, nameFollower:
+		if s.cluster == nil {
+			return "", fmt.Errorf("%q: no system runs here, so there is no leader", arg)
+		}
+		l, err := s.cluster.Monitor.WaitLeader(ctx, leaderWait)
+		if err != nil {
+			return "", fmt.Errorf("%q: no leader known (%w); `wait leader` waits for one", arg, err)
+		}
+		if arg == nameLeader {
+			return l, nil
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, n := range s.live.Spec.Servers() {
+			if n.Name != l && s.down[n.Name] == "" {
+				return n.Name, nil
+			}
+		}
+		return "", fmt.Errorf("%q: no server up besides the leader %s", arg, l)
+	}
+	if _, err := s.live.Spec.Node(arg); err != nil {
+		return "", err
+	}
+	return arg, nil
+}
+
+// resolveGroup resolves "s1,leader" into node names.
+func (s *Shell) resolveGroup(ctx context.Context, arg string) ([]string, error) {
+	var out []string
+	for _, p := range splitGroup(arg) {
+		n, err := s.resolve(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("empty group %q", arg)
+	}
+	return out, nil
+}
+
+func (s *Shell) cmdNodes(ctx context.Context, args []string) error {
+	if len(args) != 0 {
+		return usageError("nodes")
+	}
+	s.printf("%-5s %-7s %-12s %-18s %s\n", "node", "role", "address", "namespace", "process")
+	for _, n := range s.live.Spec.Nodes {
+		proc := "-"
+		if s.cluster != nil && n.Role == topology.Server {
+			proc = s.procState(ctx, n.Name)
+		}
+		s.printf("%-5s %-7s %-12s %-18s %s\n", n.Name, n.Role, n.IP, topology.NetnsName(s.live.State.RunID, n.Name), proc)
+	}
+	return nil
+}
+
+// procState is the system process's state on a server, or why it is unknown.
+func (s *Shell) procState(ctx context.Context, node string) string {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	st, err := s.cluster.ProcessState(ctx, node)
+	if err != nil {
+		return "unknown"
+	}
+	return st.State
+}
+
+func (s *Shell) cmdPartition(ctx context.Context, args []string) error {
+	fs := flags("partition")
+	oneWay := fs.Bool("one-way", false, "drop only A -> B")
+	pos, err := parseFlags(fs, "partition", args, 2, 2)
+	if err != nil {
+		return err
+	}
+	a, err := s.resolveGroup(ctx, pos[0])
+	if err != nil {
+		return fmt.Errorf("partition: %w", err)
+	}
+	b, err := s.resolveGroup(ctx, pos[1])
+	if err != nil {
+		return fmt.Errorf("partition: %w", err)
+	}
+	cut := topology.Cut{A: a, B: b, OneWay: *oneWay}
+	if err := s.applyCut(ctx, cut, "partition "+cut.String()); err != nil {
+		return err
+	}
+	s.printf("partitioned %s\n", cut)
+	return nil
+}
+
+func (s *Shell) cmdIsolate(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return usageError("isolate")
+	}
+	n, err := s.resolve(ctx, args[0])
+	if err != nil {
+		return fmt.Errorf("isolate: %w", err)
+	}
+	var others []string
+	for _, o := range s.live.Spec.NodeNames() {
+		if o != n {
+			others = append(others, o)
+		}
+	}
+	cut := topology.Cut{A: []string{n}, B: others}
+	if err := s.applyCut(ctx, cut, "isolate "+n); err != nil {
+		return err
+	}
+	s.printf("isolated %s (%s)\n", n, cut)
+	return nil
+}
+
+// applyCut installs a cut, recorded as a fault window opened before it is applied. Its
+// rules carry the cut's stable owner, so `dt heal A B` from another terminal finds them.
+func (s *Shell) applyCut(ctx context.Context, cut topology.Cut, name string) error {
+	targets := append(append([]string(nil), cut.A...), cut.B...)
+	s.record(results.Event{Type: results.EventFaultStart, Fault: name, Action: "partition", Targets: targets, Detail: cut.String()})
+	cookie, err := s.live.Partition(ctx, cut, cut.Owner())
+	if err != nil {
+		s.record(results.Event{Type: results.EventFaultEnd, Fault: name, Detail: "failed: " + err.Error()})
+		return err
+	}
+	s.mu.Lock()
+	s.cuts = append(s.cuts, cutEntry{cut: cut, name: name, undo: func(ctx context.Context) error { return s.live.Heal(ctx, cookie) }})
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Shell) cmdHeal(ctx context.Context, args []string) error {
+	if len(args) > 2 {
+		return usageError("heal")
+	}
+	if len(args) == 0 {
+		if err := s.live.HealAll(ctx); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		healed := s.cuts
+		s.cuts = nil
+		s.mu.Unlock()
+		for _, c := range healed {
+			s.record(results.Event{Type: results.EventFaultEnd, Fault: c.name, Action: "heal", Detail: c.cut.String()})
+		}
+		s.printf("healed all partitions\n")
+		return nil
+	}
+	groups := make([][]string, len(args))
+	for i, a := range args {
+		g, err := s.resolveGroup(ctx, a)
+		if err != nil {
+			return fmt.Errorf("heal: %w", err)
+		}
+		groups[i] = g
+	}
+	match := func(c topology.Cut) bool {
+		if len(groups) == 1 {
+			for _, n := range groups[0] {
+				if slices.Contains(c.A, n) || slices.Contains(c.B, n) {
+					return true
+				}
+			}
+			return false
+		}
+		return sameSet(c.A, groups[0]) && sameSet(c.B, groups[1]) || sameSet(c.A, groups[1]) && sameSet(c.B, groups[0])
+	}
+	s.mu.Lock()
+	var keep, heal []cutEntry
+	for _, c := range s.cuts {
+		if match(c.cut) {
+			heal = append(heal, c)
+		} else {
+			keep = append(keep, c)
+		}
+	}
+	s.cuts = keep
+	s.mu.Unlock()
+	var errs []error
+	for _, c := range heal {
+		if err := c.undo(ctx); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.record(results.Event{Type: results.EventFaultEnd, Fault: c.name, Action: "heal", Detail: c.cut.String()})
+		s.printf("healed %s\n", c.cut)
+	}
+	if len(groups) == 2 {
+		// A cut made by `dt partition` from another terminal has the same stable owner.
+		a, b := groups[0], groups[1]
+		for _, cut := range []topology.Cut{{A: a, B: b}, {A: a, B: b, OneWay: true}, {A: b, B: a, OneWay: true}} {
+			if err := s.live.Heal(ctx, ovs.NewCookie(s.live.State.RunID, cut.Owner())); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(heal) == 0 && len(errs) == 0 {
+		s.printf("no partition made here matches; healed any `dt partition` of %s\n", strings.Join(args, " "))
+	}
+	return errors.Join(errs...)
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
+
+// nodeCommand runs argv in node's namespace. Arguments naming a node become its address,
+// as in Mininet: `c1 ping -c1 s1`.
+func (s *Shell) nodeCommand(ctx context.Context, node string, argv []string) error {
+	argv = append([]string(nil), argv...)
+	for i := 1; i < len(argv); i++ {
+		if n, err := s.live.Spec.Node(argv[i]); err == nil {
+			argv[i] = n.IP
+		}
+	}
+	return s.runIn(ctx, node, argv)
+}
