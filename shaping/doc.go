@@ -7,8 +7,10 @@
 //   - [Netem]: one tc netem qdisc (delay, jitter, loss and rate). Used where the kernel has
 //     sch_netem, which most distribution kernels do.
 //   - [Userspace]: for kernels without netem. Delay and jitter: an iptables NFQUEUE rule and
-//     a reader in the calling process that holds each packet and accepts it when its time
-//     has come. Loss: the iptables statistic match with DROP. Rate: a tc tbf qdisc.
+//     a reader in the calling process that takes a copy of each packet, drops the original
+//     and sends the copy on through a raw socket when its time has come (holding the
+//     original instead would throttle TCP; see delayer.go). Loss: the iptables statistic
+//     match with DROP. Rate: a tc tbf qdisc.
 //
 // [Select] picks one by name ("auto", "netem", "userspace"); "auto" uses [Detect]. A backend
 // that cannot apply an impairment returns an error: it never runs without it.

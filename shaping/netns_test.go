@@ -106,6 +106,27 @@ func newTestNet(t testing.TB) *testNet {
 			t.Fatal(err)
 		}
 	}
+	// Until linkwatch has seen the carrier (it may wait up to a second), a veth has the
+	// noop qdisc and drops everything, ARP requests included.
+	deadline := time.Now().Add(5 * time.Second)
+	for _, s := range []struct {
+		h     *netlink.Handle
+		iface string
+	}{{ha, tn.ifA}, {hb, tn.ifB}} {
+		for {
+			l, err := s.h.LinkByName(s.iface)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.Attrs().OperState == netlink.OperUp {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not up after 5 s: %s", s.iface, l.Attrs().OperState)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	return tn
 }
 
@@ -192,9 +213,28 @@ func dialUDP(t testing.TB, ns netns.NsHandle, to netip.AddrPort) *net.UDPConn {
 	return c
 }
 
+// probe is one echo request: when it was sent and its round trip (0: unanswered).
+type probe struct {
+	sent time.Time
+	rtt  time.Duration
+}
+
 // probeRTT sends n probes interval apart from ns to the echo server and returns the round
 // trip of each answered probe, and how many went unanswered.
 func probeRTT(t testing.TB, ns netns.NsHandle, echo netip.AddrPort, n int, interval time.Duration) (rtts []time.Duration, lost int) {
+	t.Helper()
+	for _, p := range probeEcho(t, ns, echo, n, interval) {
+		if p.rtt == 0 {
+			lost++
+		} else {
+			rtts = append(rtts, p.rtt)
+		}
+	}
+	return rtts, lost
+}
+
+// probeEcho sends n UDP probes interval apart from ns to the echo server.
+func probeEcho(t testing.TB, ns netns.NsHandle, echo netip.AddrPort, n int, interval time.Duration) []probe {
 	t.Helper()
 	c := dialUDP(t, ns, echo)
 	sent := make([]atomic.Int64, n)
@@ -233,14 +273,11 @@ func probeRTT(t testing.TB, ns netns.NsHandle, echo netip.AddrPort, n int, inter
 	time.Sleep(time.Second) // stragglers
 	_ = c.SetReadDeadline(time.Now())
 	wg.Wait()
-	for _, d := range got {
-		if d == 0 {
-			lost++
-		} else {
-			rtts = append(rtts, d)
-		}
+	out := make([]probe, n)
+	for i := range out {
+		out[i] = probe{sent: start.Add(time.Duration(sent[i].Load())), rtt: got[i]}
 	}
-	return rtts, lost
+	return out
 }
 
 func quantile(ds []time.Duration, q float64) time.Duration {

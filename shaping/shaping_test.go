@@ -239,14 +239,15 @@ func newUDPSink(t testing.TB, ns netns.NsHandle, ip netip.Addr) *udpSink {
 	return s
 }
 
-// sendSeq sends n datagrams (sequence number, send time) interval apart from ns.
-func sendSeq(t testing.TB, ns netns.NsHandle, to netip.AddrPort, n int, interval time.Duration) {
+// sendSeq sends datagrams numbered first to first+n-1, carrying their send time,
+// interval apart from ns.
+func sendSeq(t testing.TB, ns netns.NsHandle, to netip.AddrPort, first, n int, interval time.Duration) {
 	t.Helper()
 	c := dialUDP(t, ns, to)
 	msg := make([]byte, 64)
 	next := time.Now()
 	for i := range n {
-		binary.BigEndian.PutUint64(msg, uint64(i))
+		binary.BigEndian.PutUint64(msg, uint64(first+i))
 		binary.BigEndian.PutUint64(msg[8:], uint64(time.Now().UnixNano()))
 		if _, err := c.Write(msg); err != nil {
 			// A local DROP in POSTROUTING is reported to the sender as EPERM; the datagram is
@@ -269,7 +270,7 @@ func TestUserspaceLoss(t *testing.T) {
 
 	const n = 2000
 	sink := newUDPSink(t, tn.nsB, tn.ipB)
-	sendSeq(t, tn.nsA, sink.addr, n, 250*time.Microsecond)
+	sendSeq(t, tn.nsA, sink.addr, 0, n, 250*time.Microsecond)
 	time.Sleep(300 * time.Millisecond)
 	sink.mu.Lock()
 	lost := n - len(sink.seen)
@@ -373,9 +374,9 @@ func TestUserspaceJitterKeepsFlowOrder(t *testing.T) {
 	const n = 500
 	// 25 ms apart, wider than the jitter window, so order never holds a packet back and
 	// the delays show the jitter distribution itself.
-	sendSeq(t, tn.nsA, sink.addr, n/5, 25*time.Millisecond)
+	sendSeq(t, tn.nsA, sink.addr, 0, n/5, 25*time.Millisecond)
 	// 1 ms apart, inside it: order must hold.
-	sendSeq(t, tn.nsA, sink.addr, n, time.Millisecond)
+	sendSeq(t, tn.nsA, sink.addr, n/5, n, time.Millisecond)
 	time.Sleep(100 * time.Millisecond)
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
@@ -389,12 +390,17 @@ func TestUserspaceJitterKeepsFlowOrder(t *testing.T) {
 		}
 		spread = append(spread, sink.seen[s])
 	}
-	lo, p50, hi := quantile(spread, 0.02), quantile(spread, 0.5), quantile(spread, 0.98)
-	t.Logf("one-way delay, sparse probes: p2 %v p50 %v p98 %v (uniform over %v-%v)", lo, p50, hi, delay-jitter, delay+jitter)
-	if lo < delay-jitter || hi > delay+jitter+2*time.Millisecond || hi-lo < jitter {
-		t.Errorf("delay spread p2-p98 %v-%v, want within and across most of %v-%v", lo, hi, delay-jitter, delay+jitter)
+	// Never early is exact; lateness depends on how busy the machine is, so the upper
+	// end is checked loosely.
+	lo, p50, hi := quantile(spread, 0), quantile(spread, 0.5), quantile(spread, 0.9)
+	t.Logf("one-way delay, sparse probes: min %v p50 %v p90 %v (uniform over %v-%v)", lo, p50, hi, delay-jitter, delay+jitter)
+	if lo < delay-jitter {
+		t.Errorf("a packet took %v, less than delay-jitter %v", lo, delay-jitter)
 	}
-	if d := p50 - delay; d.Abs() > 2*time.Millisecond {
+	if lo > delay-jitter/2 || hi < delay+jitter/2 || hi > delay+jitter+3*time.Millisecond {
+		t.Errorf("delay spread min-p90 %v-%v, want across most of %v-%v", lo, hi, delay-jitter, delay+jitter)
+	}
+	if d := p50 - delay; d.Abs() > 3*time.Millisecond {
 		t.Errorf("median one-way delay %v, want about %v", p50, delay)
 	}
 	dense := sink.seq[n/5:]
@@ -406,7 +412,7 @@ func TestUserspaceJitterKeepsFlowOrder(t *testing.T) {
 }
 
 // TestUserspaceChangeWhileRunning: changing the impairment under traffic loses nothing
-// and the RTT follows.
+// and the RTT follows each step.
 func TestUserspaceChangeWhileRunning(t *testing.T) {
 	tn := newTestNet(t)
 	ua, _ := userspacePair(t, tn, testOwner(t))
@@ -415,34 +421,52 @@ func TestUserspaceChangeWhileRunning(t *testing.T) {
 	steps := []Impairment{
 		{Delay: 10 * time.Millisecond},
 		{Delay: 30 * time.Millisecond},
-		{Rate: 50e6},                                      // delay off: the reader drains and stops
+		{Rate: 50e6}, // delay off: the delayer drains and stops
 		{Delay: 20 * time.Millisecond, Jitter: time.Millisecond}, // and a new one starts
 		{},
 	}
-	var wg sync.WaitGroup
-	var rtts []time.Duration
-	var lost int
-	wg.Add(1)
+	const stepLen = 400 * time.Millisecond
+	var probes []probe
+	done := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		rtts, lost = probeRTT(t, tn.nsA, echo, 400, 5*time.Millisecond)
+		defer close(done)
+		probes = probeEcho(t, tn.nsA, echo, int(time.Duration(len(steps))*stepLen/(5*time.Millisecond)), 5*time.Millisecond)
 	}()
-	for _, imp := range steps {
+	applied := make([]time.Time, len(steps))
+	for i, imp := range steps {
 		apply(t, ua, tn.ifA, imp)
-		time.Sleep(400 * time.Millisecond)
-		if imp.Delay > 0 {
-			if st, ok := ua.Stats(tn.ifA); !ok || st.Received == 0 {
-				t.Errorf("%s: reader saw nothing (%+v)", imp, st)
-			}
+		applied[i] = time.Now()
+		time.Sleep(stepLen)
+	}
+	<-done
+
+	lost := 0
+	for _, p := range probes {
+		if p.rtt == 0 {
+			lost++
 		}
 	}
-	wg.Wait()
 	if lost > 0 {
-		t.Errorf("%d of 400 probes lost while changing the impairment", lost)
+		t.Errorf("%d of %d probes lost while changing the impairment", lost, len(probes))
 	}
-	t.Logf("RTTs across the steps: min %v p50 %v max %v", quantile(rtts, 0), quantile(rtts, 0.5), quantile(rtts, 1))
-	if max := quantile(rtts, 1); max < 30*time.Millisecond || max > 45*time.Millisecond {
-		t.Errorf("largest RTT %v, want about 30 ms (the 30 ms step)", max)
+	for i, imp := range steps {
+		// Probes sent well inside the step: after it was applied, before the next one.
+		var rtts []time.Duration
+		for _, p := range probes {
+			inStep := p.sent.After(applied[i].Add(50*time.Millisecond)) && (i+1 == len(steps) || p.sent.Before(applied[i+1].Add(-stepLen/10)))
+			if inStep && p.rtt > 0 {
+				rtts = append(rtts, p.rtt)
+			}
+		}
+		got := quantile(rtts, 0.5)
+		t.Logf("%s: %d probes, RTT p50 %v", imp, len(rtts), got)
+		if len(rtts) < 20 {
+			t.Errorf("%s: only %d probes in the step", imp, len(rtts))
+			continue
+		}
+		if d := got - imp.Delay; d < 0 || d > rttTolerance(imp.Delay) {
+			t.Errorf("%s: RTT p50 %v, want %v +%v", imp, got, imp.Delay, rttTolerance(imp.Delay))
+		}
 	}
 }
 

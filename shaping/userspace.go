@@ -17,15 +17,20 @@ const undoTimeout = 10 * time.Second
 
 // Userspace is the backend for kernels without netem. Per interface:
 //
-//   - delay and jitter: an NFQUEUE rule and a reader goroutine in this process that
-//     accepts each packet when its delay is over (see the package doc for the
-//     distribution and ordering);
+//   - delay and jitter: an NFQUEUE rule, and in this process a reader that copies each
+//     packet and drops the original, and a scheduler that sends the copy out of iface
+//     through a raw socket, marked [Mark], when its delay is over (see the package doc for
+//     the distribution and ordering);
 //   - loss: an iptables statistic rule that drops;
 //   - rate: a tbf root qdisc, handle [QdiscHandle].
 //
 // The reader lives as long as the process: in dt the node's agent owns the Userspace. If
 // the process dies, the rules stay and, having no --queue-bypass, drop the delayed traffic
 // rather than pass it undelayed until [CleanupNamespace] removes them.
+//
+// Its precision is that of a userspace process: tens of microseconds on an idle host,
+// worse when the CPUs are saturated (a higher scheduling priority for the agent helps).
+// It needs CAP_NET_ADMIN and CAP_NET_RAW.
 type Userspace struct {
 	owner  string
 	handle uint32
@@ -65,6 +70,7 @@ func (u *Userspace) Name() string { return NameUserspace }
 // Equivalent to:
 //
 //	iptables -t mangle -N DT-<hash>-<iface>
+//	iptables -t mangle -A DT-<hash>-<iface> -m mark --mark 0xd7000000/0xff000000 -m comment --comment dt:<owner> -j RETURN
 //	iptables -t mangle -A DT-<hash>-<iface> -m statistic --mode random --probability <Loss/100> -m comment --comment dt:<owner> -j DROP
 //	iptables -t mangle -A DT-<hash>-<iface> -m comment --comment dt:<owner> -j NFQUEUE --queue-num <q>
 //	iptables -t mangle -I POSTROUTING 1 -o <iface> -m comment --comment dt:<owner> -j DT-<hash>-<iface>
