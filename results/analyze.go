@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -41,9 +42,16 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if len(o.Windows) == 0 {
-		o.Windows = DefaultWindows
+	var ws []time.Duration
+	for _, w := range o.Windows { // positive and distinct, in the order given
+		if w > 0 && !slices.Contains(ws, w) {
+			ws = append(ws, w)
+		}
 	}
+	if len(ws) == 0 {
+		ws = DefaultWindows
+	}
+	o.Windows = ws
 	if o.CheckTimeout == 0 {
 		o.CheckTimeout = DefaultCheckTimeout
 	}
@@ -183,15 +191,23 @@ type FaultAction struct {
 // error then says what); it returns a nil summary only when the run cannot be read.
 func Analyze(runDir string, opts Options) (*Summary, error) {
 	opts = opts.withDefaults()
+	phase := time.Now()
+	took := func(name string) { // phase timings, for dt -v
+		slog.Debug("analyze", "dir", runDir, "phase", name, "took", time.Since(phase).Round(time.Millisecond))
+		phase = time.Now()
+	}
 	run, err := Load(runDir)
 	if err != nil {
 		return nil, fmt.Errorf("analyze: %w", err)
 	}
+	took("load")
 	a := prepare(run)
 	sum := a.summarize()
+	took("summary")
 
 	vizPath := filepath.Join(runDir, VisualizationFile)
 	sum.Linearizability = CheckLinearizability(run.Ops, opts, vizPath)
+	took("linearizability")
 	if sum.Linearizability.Result != LinViolation {
 		// a stale visualisation from an earlier analysis would contradict the new verdict
 		if err := os.Remove(vizPath); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -211,11 +227,16 @@ func Analyze(runDir string, opts Options) (*Summary, error) {
 	series := map[time.Duration]*Series{}
 	for _, w := range opts.Windows {
 		s := a.series(w)
+		if len(s.Buckets) == 0 && a.counts.Total > 0 {
+			sum.Warnings = append(sum.Warnings, fmt.Sprintf("no %s time series: too many buckets for the run's time span", w))
+		}
 		series[w] = s
 		name := seriesFileName(w)
 		note(name, writeFileAtomic(filepath.Join(runDir, name), func(f *os.File) error { return s.WriteCSV(f, a.faults) }))
 	}
+	took("time series")
 	plots, err := a.drawPlots(sum, series, opts.Windows)
+	took("plots")
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -242,6 +263,7 @@ func Analyze(runDir string, opts Options) (*Summary, error) {
 	note("", writeFileAtomic(filepath.Join(runDir, ReportFile), func(f *os.File) error {
 		return writeReport(f, run, sum, plots)
 	}))
+	took("report")
 	if len(errs) > 0 {
 		return sum, fmt.Errorf("analyze %s: %w", runDir, errors.Join(errs...))
 	}

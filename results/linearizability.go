@@ -1,6 +1,7 @@
 package results
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -79,68 +80,49 @@ const (
 func CheckLinearizability(ops []Op, opts Options, vizPath string) Linearizability {
 	opts = opts.withDefaults()
 	start := time.Now()
-	h := buildHistory(ops)
-	lin := Linearizability{
-		Keys:                    len(h.keys),
-		Ops:                     h.ops,
-		IndeterminateWrites:     h.indeterminate,
-		UnobservedIndeterminate: h.unobserved,
-	}
+	ix := indexHistory(ops)
+	lin := Linearizability{Keys: len(ix.keys), Ops: ix.ops, IndeterminateWrites: ix.indeterminate}
 	if opts.CheckTimeout < 0 {
 		lin.Result = LinSkipped
 		lin.Detail = "check disabled"
 		return lin
 	}
-	var segs []*segment
-	for _, k := range h.keys {
-		s, dropped := cutSegments(k, h.byKey[k], opts.MaxOpsPerSegment)
-		segs = append(segs, s...)
-		lin.ReadsAtCuts += dropped
-	}
-	lin.Segments = len(segs)
-
 	deadline := start.Add(opts.CheckTimeout)
-	out := runSegments(segs, deadline, opts.CheckMemory)
+	outs := checkKeys(ops, ix, opts, deadline)
 
-	decided := map[string]int{}
-	perKey := map[string]int{}
-	var violating []*segment
-	undecided, memAborts := 0, 0
-	for i, s := range segs {
-		perKey[s.key]++
-		switch out[i] {
-		case porcupine.Ok:
-			decided[s.key]++
-			lin.OpsChecked += len(s.ops)
-		case porcupine.Illegal:
-			decided[s.key]++
-			lin.OpsChecked += len(s.ops)
-			violating = append(violating, s)
-		case segAborted:
-			memAborts++
-			undecided++
-		default:
-			undecided++
+	undecided, memAborts, unbuilt := 0, 0, 0
+	var violating *segment
+	var hint string
+	for i, o := range outs {
+		if !o.built {
+			unbuilt++
+			continue
 		}
-	}
-	for k, n := range perKey {
-		if decided[k] == n {
+		lin.Segments += o.segments
+		lin.ReadsAtCuts += o.readsAtCuts
+		lin.UnobservedIndeterminate += o.unobserved
+		lin.OpsChecked += o.opsChecked
+		undecided += o.segments - o.decided
+		memAborts += o.memAborts
+		if o.decided == o.segments {
 			lin.KeysChecked++
 		}
-	}
-	for _, s := range violating {
-		if len(lin.ViolatingKeys) == 0 || lin.ViolatingKeys[len(lin.ViolatingKeys)-1] != s.key {
-			lin.ViolatingKeys = append(lin.ViolatingKeys, s.key)
+		if o.illegal != nil {
+			lin.ViolatingKeys = append(lin.ViolatingKeys, ix.keys[i])
+			if violating == nil || o.illegal.key < violating.key {
+				violating, hint = o.illegal, o.hint
+			}
 		}
 	}
+	sort.Strings(lin.ViolatingKeys)
 
 	var d []string
 	switch {
-	case len(violating) > 0:
+	case violating != nil:
 		lin.Result = LinViolation
-		s := violating[0]
+		s := violating
 		d = append(d, fmt.Sprintf("not linearizable: key %q has no valid order of its operations between t=%.3fs and t=%.3fs", s.key, s.from, s.to))
-		if hint := h.unwrittenReads[s.key]; hint != "" {
+		if hint != "" {
 			d = append(d, hint)
 		}
 		if vizPath != "" {
@@ -155,16 +137,22 @@ func CheckLinearizability(ops []Op, opts Options, vizPath string) Linearizabilit
 				d = append(d, fmt.Sprintf("%s shows %s", lin.Visualization, desc))
 			}
 		}
-	case undecided > 0:
+		if unbuilt+undecided > 0 {
+			d = append(d, fmt.Sprintf("checking stopped at the first violation (%d keys not checked)", len(ix.keys)-lin.KeysChecked))
+		}
+	case undecided+unbuilt > 0:
 		lin.Result = LinUnknown
 		var why []string
 		if memAborts > 0 {
-			why = append(why, fmt.Sprintf("%d stopped when the search outgrew the %d MiB memory bound", memAborts, opts.CheckMemory>>20))
+			why = append(why, fmt.Sprintf("%d segment(s) stopped when the search outgrew the %d MiB memory bound", memAborts, opts.CheckMemory>>20))
 		}
 		if n := undecided - memAborts; n > 0 {
-			why = append(why, fmt.Sprintf("%d not finished within the %s budget", n, opts.CheckTimeout))
+			why = append(why, fmt.Sprintf("%d segment(s) not finished within the %s budget", n, opts.CheckTimeout))
 		}
-		d = append(d, fmt.Sprintf("%d of %d segments undecided (%s); no violation in the %d keys fully checked", undecided, len(segs), strings.Join(why, ", "), lin.KeysChecked))
+		if unbuilt > 0 {
+			why = append(why, fmt.Sprintf("%d key(s) not reached within the %s budget", unbuilt, opts.CheckTimeout))
+		}
+		d = append(d, fmt.Sprintf("undecided: %s; no violation in the %d of %d keys fully checked", strings.Join(why, ", "), lin.KeysChecked, len(ix.keys)))
 	default:
 		lin.Result = LinOK
 		d = append(d, fmt.Sprintf("linearizable: %d operations on %d keys", lin.OpsChecked, lin.Keys))
@@ -172,14 +160,14 @@ func CheckLinearizability(ops []Op, opts Options, vizPath string) Linearizabilit
 	if lin.IndeterminateWrites > 0 {
 		d = append(d, fmt.Sprintf("%d failed writes treated as may-or-may-not-have-happened (%d never observed, dropped)", lin.IndeterminateWrites, lin.UnobservedIndeterminate))
 	}
-	if h.failedReads > 0 || h.overload > 0 {
-		d = append(d, fmt.Sprintf("%d failed reads and %d never-sent (overload) operations not checked", h.failedReads, h.overload))
+	if ix.failedReads > 0 || ix.overload > 0 {
+		d = append(d, fmt.Sprintf("%d failed reads and %d never-sent (overload) operations not checked", ix.failedReads, ix.overload))
 	}
-	if h.otherKinds > 0 {
-		d = append(d, fmt.Sprintf("%d operations of kinds other than read/write ignored", h.otherKinds))
+	if ix.otherKinds > 0 {
+		d = append(d, fmt.Sprintf("%d operations of kinds other than read/write ignored", ix.otherKinds))
 	}
-	if lin.Segments > len(h.keys) {
-		d = append(d, fmt.Sprintf("keys over %d ops were cut into %d segments to bound memory; %d reads in flight at a cut were not checked and a violation spanning a cut can be missed", opts.MaxOpsPerSegment, lin.Segments, lin.ReadsAtCuts))
+	if lin.Segments > len(ix.keys)-unbuilt {
+		d = append(d, fmt.Sprintf("keys over %d ops were cut into segments (%d in all) to bound memory; %d reads in flight at a cut were not checked and a violation spanning a cut can be missed", opts.MaxOpsPerSegment, lin.Segments, lin.ReadsAtCuts))
 	}
 	lin.Detail = strings.Join(d, "; ")
 	lin.DurationS = round3(time.Since(start).Seconds())
@@ -192,18 +180,23 @@ func nanos(s float64) int64 { return int64(math.Round(s * 1e9)) }
 // never is the return time of a write that may still take effect at any later time.
 const never = math.MaxInt64
 
-// regInput is the input of one register operation; regOutput the output.
+// regInput is the input of one register operation; regOutput the output. Operations
+// carry pointers into per-key slabs, so building a history allocates a few large slices
+// rather than millions of small boxes.
 type regInput struct {
 	write         bool
-	value         string // written value
-	indeterminate bool   // a failed write: it may or may not have happened
-	unique        bool   // no other write on the key puts the same value
-	op            *Op    // the record, for descriptions
+	indeterminate bool      // a failed write: it may or may not have happened
+	unique        bool      // no other write on the key puts the same value
+	value         string    // written value
+	state         *regState // the state a write leaves, shared so Step allocates nothing
+	op            *Op       // the record, for descriptions
 }
 
 type regOutput struct {
 	value string // read value ("" = absent)
 }
+
+var noOutput = &regOutput{}
 
 // regState is a register value; !known is the unknown value a later segment starts from.
 type regState struct {
@@ -211,22 +204,60 @@ type regState struct {
 	known bool
 }
 
-type history struct {
-	keys           []string
-	byKey          map[string][]porcupine.Operation
-	ops            int
-	indeterminate  int
-	unobserved     int
-	failedReads    int
-	overload       int
-	otherKinds     int
-	unwrittenReads map[string]string // key -> a note on a read of a value no write put
+// historyIndex groups the checkable records by key without building anything big: each
+// key's porcupine history is built only when a worker checks it, so memory follows the
+// largest key rather than the whole history.
+type historyIndex struct {
+	keys          []string           // largest first, for load balance
+	byKey         map[string][]int32 // indices into the records
+	ops           int                // read and write records
+	indeterminate int
+	failedReads   int
+	overload      int
+	otherKinds    int
 }
 
-// buildHistory turns the records into per-key porcupine operations, sorted by call time,
-// with the indeterminate-write reductions applied (see CheckLinearizability).
-func buildHistory(ops []Op) *history {
-	h := &history{byKey: map[string][]porcupine.Operation{}, unwrittenReads: map[string]string{}}
+func indexHistory(ops []Op) *historyIndex {
+	ix := &historyIndex{byKey: map[string][]int32{}}
+	for i := range ops {
+		op := &ops[i]
+		switch op.Kind {
+		case KindWrite, KindRead:
+		default:
+			ix.otherKinds++
+			continue
+		}
+		ix.ops++
+		switch {
+		case op.Result == ResultOverload:
+			ix.overload++
+			continue
+		case op.Kind == KindRead && !op.OK():
+			ix.failedReads++
+			continue
+		case op.Kind == KindWrite && !op.OK():
+			ix.indeterminate++
+		}
+		ix.byKey[op.Key] = append(ix.byKey[op.Key], int32(i))
+	}
+	for k := range ix.byKey {
+		ix.keys = append(ix.keys, k)
+	}
+	sort.Slice(ix.keys, func(i, j int) bool {
+		a, b := len(ix.byKey[ix.keys[i]]), len(ix.byKey[ix.keys[j]])
+		if a != b {
+			return a > b
+		}
+		return ix.keys[i] < ix.keys[j]
+	})
+	return ix
+}
+
+// buildKey turns one key's records into porcupine operations sorted by call time, with
+// the indeterminate-write reductions applied (see CheckLinearizability). It returns how
+// many indeterminate writes were dropped as unobserved and a note when a read returned a
+// value no write put.
+func buildKey(ops []Op, idx []int32) (hist []porcupine.Operation, unobserved int, hint string) {
 	clients := map[string]int{}
 	clientID := func(c string) int {
 		id, ok := clients[c]
@@ -237,92 +268,83 @@ func buildHistory(ops []Op) *history {
 		return id
 	}
 	type valueInfo struct {
-		writes   int   // writes of this value on this key
+		writes   int   // writes of this value
 		firstRet int64 // earliest return of a successful read of it
 		read     bool
 	}
-	values := map[[2]string]*valueInfo{}
-	info := func(key, v string) *valueInfo {
-		vi := values[[2]string{key, v}]
+	values := map[string]*valueInfo{}
+	info := func(v string) *valueInfo {
+		vi := values[v]
 		if vi == nil {
 			vi = &valueInfo{firstRet: never}
-			values[[2]string{key, v}] = vi
+			values[v] = vi
 		}
 		return vi
 	}
-	for i := range ops {
+	// Records are in completion order; sort the indices (cheap) rather than the operations.
+	order := slices.Clone(idx)
+	slices.SortStableFunc(order, func(a, b int32) int { return cmp.Compare(ops[a].Submitted, ops[b].Submitted) })
+	inputs := make([]regInput, len(order))
+	outputs := make([]regOutput, len(order))
+	states := make([]regState, len(order))
+	hist = make([]porcupine.Operation, 0, len(order))
+	for n, i := range order {
 		op := &ops[i]
-		switch op.Kind {
-		case KindWrite, KindRead:
-		default:
-			h.otherKinds++
-			continue
-		}
-		h.ops++
-		if op.Result == ResultOverload {
-			h.overload++
-			continue
-		}
 		call, ret := nanos(op.Submitted), nanos(op.Completed)
 		if ret < call { // a corrupt record; never let a return precede its call
 			ret = call
 		}
+		in := &inputs[n]
+		in.op = op
 		if op.Kind == KindRead {
-			if !op.OK() {
-				h.failedReads++
-				continue
-			}
-			vi := info(op.Key, op.Value)
+			vi := info(op.Value)
 			vi.read = true
 			vi.firstRet = min(vi.firstRet, ret)
-			h.byKey[op.Key] = append(h.byKey[op.Key], porcupine.Operation{
-				ClientId: clientID(op.Client), Call: call, Return: ret,
-				Input: regInput{op: op}, Output: regOutput{value: op.Value},
+			outputs[n].value = op.Value
+			hist = append(hist, porcupine.Operation{
+				ClientId: clientID(op.Client), Call: call, Return: ret, Input: in, Output: &outputs[n],
 			})
 			continue
 		}
-		info(op.Key, op.Value).writes++
-		in := regInput{write: true, value: op.Value, op: op}
+		info(op.Value).writes++
+		in.write, in.value = true, op.Value
+		states[n] = regState{value: op.Value, known: true}
+		in.state = &states[n]
 		if !op.OK() {
-			h.indeterminate++
 			in.indeterminate = true
 			ret = never
 		}
-		h.byKey[op.Key] = append(h.byKey[op.Key], porcupine.Operation{
-			ClientId: clientID(op.Client), Call: call, Return: ret, Input: in, Output: regOutput{},
+		hist = append(hist, porcupine.Operation{
+			ClientId: clientID(op.Client), Call: call, Return: ret, Input: in, Output: noOutput,
 		})
 	}
-	for key, hist := range h.byKey {
-		kept := hist[:0]
-		for _, o := range hist {
-			in, _ := o.Input.(regInput)
-			if in.write {
-				in.unique = values[[2]string{key, in.value}].writes == 1
-				o.Input = in
-			}
-			if in.indeterminate {
-				vi := values[[2]string{key, in.value}]
-				if in.unique { // reads of its value identify this write
-					if !vi.read {
-						h.unobserved++
-						continue
-					}
-					o.Return = max(o.Call, vi.firstRet)
-				}
-			}
-			kept = append(kept, o)
+	kept := hist[:0]
+	for _, o := range hist {
+		in := o.Input.(*regInput)
+		if in.write {
+			in.unique = values[in.value].writes == 1
 		}
-		sort.SliceStable(kept, func(i, j int) bool { return kept[i].Call < kept[j].Call })
-		h.byKey[key] = kept
-		h.keys = append(h.keys, key)
+		if in.indeterminate && in.unique { // reads of its value identify this write
+			vi := values[in.value]
+			if !vi.read {
+				unobserved++
+				continue
+			}
+			o.Return = max(o.Call, vi.firstRet)
+		}
+		kept = append(kept, o)
 	}
-	for kv, vi := range values {
-		if vi.read && vi.writes == 0 && kv[1] != "" && h.unwrittenReads[kv[0]] == "" {
-			h.unwrittenReads[kv[0]] = fmt.Sprintf("a read of key %q returned %q, a value no recorded write put on that key", kv[0], kv[1])
+	var unwritten []string
+	for v, vi := range values {
+		if vi.read && vi.writes == 0 && v != "" {
+			unwritten = append(unwritten, v)
 		}
 	}
-	sort.Strings(h.keys)
-	return h
+	if len(unwritten) > 0 {
+		sort.Strings(unwritten)
+		hint = fmt.Sprintf("a read of key %q returned %q, a value no recorded write put on that key", ops[idx[0]].Key, unwritten[0])
+	}
+	return kept, unobserved, hint
 }
 
 // segment is an independently checkable piece of one key's history.
@@ -397,16 +419,17 @@ func cutSegments(key string, ops []porcupine.Operation, maxOps int) ([]*segment,
 		// Writes called earlier and possibly still taking effect after the cut.
 		if lo > 0 {
 			for _, o := range ops[:lo] {
-				if in := o.Input.(regInput); in.write && o.Return >= cStart {
-					in.indeterminate = true
-					o.Input = in
+				if in := o.Input.(*regInput); in.write && o.Return >= cStart {
+					c := *in
+					c.indeterminate = true
+					o.Input = &c
 					o.Return = never
 					seg = append(seg, o)
 				}
 			}
 		}
 		for _, o := range ops[lo:hi] {
-			if !o.Input.(regInput).write && hi < len(ops) && o.Return >= cEnd {
+			if !o.Input.(*regInput).write && hi < len(ops) && o.Return >= cEnd {
 				dropped++ // a read in flight at the next cut: it could see a write of the next segment
 				continue
 			}
@@ -425,8 +448,8 @@ func cutSegments(key string, ops []porcupine.Operation, maxOps int) ([]*segment,
 func reduceCarried(seg []porcupine.Operation) []porcupine.Operation {
 	firstRead := map[string]int64{}
 	for _, o := range seg {
-		if in := o.Input.(regInput); !in.write {
-			v := o.Output.(regOutput).value
+		if in := o.Input.(*regInput); !in.write {
+			v := o.Output.(*regOutput).value
 			if r, ok := firstRead[v]; !ok || o.Return < r {
 				firstRead[v] = o.Return
 			}
@@ -434,7 +457,7 @@ func reduceCarried(seg []porcupine.Operation) []porcupine.Operation {
 	}
 	kept := seg[:0]
 	for _, o := range seg {
-		if in := o.Input.(regInput); in.indeterminate && o.Return == never && in.unique {
+		if in := o.Input.(*regInput); in.indeterminate && o.Return == never && in.unique {
 			r, ok := firstRead[in.value]
 			if !ok {
 				continue
@@ -470,31 +493,31 @@ const segAborted porcupine.CheckResult = "aborted"
 func registerModel(wildcard bool, abort *atomic.Bool) porcupine.Model {
 	seed := maphash.MakeSeed()
 	return porcupine.Model{
-		Init: func() any { return regState{known: !wildcard} },
+		Init: func() any { return &regState{known: !wildcard} },
 		Step: func(state, input, output any) (bool, any) {
 			if abort != nil && abort.Load() {
 				return false, state
 			}
-			st, in := state.(regState), input.(regInput)
+			st, in := state.(*regState), input.(*regInput)
 			if in.write {
-				return true, regState{value: in.value, known: true}
+				return true, in.state
 			}
-			out := output.(regOutput).value
+			out := output.(*regOutput).value
 			if !st.known {
-				return true, regState{value: out, known: true}
+				return true, &regState{value: out, known: true}
 			}
 			return out == st.value, st
 		},
-		Equal: func(a, b any) bool { return a.(regState) == b.(regState) },
+		Equal: func(a, b any) bool { return *a.(*regState) == *b.(*regState) },
 		Hash: func(state any) uint64 {
-			st := state.(regState)
+			st := state.(*regState)
 			if !st.known {
 				return 0
 			}
 			return maphash.String(seed, st.value) | 1
 		},
 		DescribeOperation: func(input, output any) string {
-			in := input.(regInput)
+			in := input.(*regInput)
 			if in.write {
 				s := fmt.Sprintf("put(%s, %s)", in.op.Key, in.value)
 				if in.indeterminate {
@@ -502,14 +525,14 @@ func registerModel(wildcard bool, abort *atomic.Bool) porcupine.Model {
 				}
 				return s
 			}
-			v := output.(regOutput).value
+			v := output.(*regOutput).value
 			if v == "" {
 				v = "absent"
 			}
 			return fmt.Sprintf("get(%s) → %s", in.op.Key, v)
 		},
 		DescribeState: func(state any) string {
-			st := state.(regState)
+			st := state.(*regState)
 			switch {
 			case !st.known:
 				return "unknown"
@@ -528,11 +551,24 @@ func registerModel(wildcard bool, abort *atomic.Bool) porcupine.Model {
 	}
 }
 
-// runSegments checks segments on GOMAXPROCS workers until all are decided, one is illegal,
-// the deadline passes, or (per running segment) the heap grows by more than memLimit
-// bytes. It returns one result per segment ("" when not run).
-func runSegments(segs []*segment, deadline time.Time, memLimit int64) []porcupine.CheckResult {
-	out := make([]porcupine.CheckResult, len(segs))
+// keyOutcome is what checking one key found.
+type keyOutcome struct {
+	built       bool // false: never reached (deadline or an earlier violation)
+	segments    int
+	decided     int
+	memAborts   int
+	readsAtCuts int
+	unobserved  int
+	opsChecked  int
+	illegal     *segment
+	hint        string
+}
+
+// checkKeys checks every key on GOMAXPROCS workers, segment after segment, until all are
+// decided, one is illegal, or the deadline passes. A segment whose search grows the heap by
+// more than opts.CheckMemory bytes is abandoned as undecided.
+func checkKeys(ops []Op, ix *historyIndex, opts Options, deadline time.Time) []keyOutcome {
+	outs := make([]keyOutcome, len(ix.keys))
 	var (
 		next    atomic.Int64
 		stop    atomic.Bool // a violation was found: the verdict is known
@@ -561,51 +597,76 @@ func runSegments(segs []*segment, deadline time.Time, memLimit int64) []porcupin
 				// the check must not hide the growth of a search.
 				cur := heapBytes()
 				base = min(base, cur)
-				if cur-base > uint64(memLimit) {
+				if cur-base > uint64(opts.CheckMemory) {
 					abortAll()
 				}
 			}
 		}
 	}()
-	workers := min(runtime.GOMAXPROCS(0), len(segs))
-	for range workers {
+	check := func(s *segment) porcupine.CheckResult {
+		abort := new(atomic.Bool)
+		mu.Lock()
+		running[abort] = true
+		mu.Unlock()
+		res := porcupine.CheckOperationsTimeout(registerModel(s.wildcard, abort), s.ops, time.Until(deadline))
+		mu.Lock()
+		delete(running, abort)
+		mu.Unlock()
+		switch {
+		case abort.Load() && stop.Load():
+			return porcupine.Unknown // stopped because another segment was illegal
+		case abort.Load():
+			runtime.GC() // return the abandoned search's memory before the next segment
+			return segAborted
+		}
+		return res
+	}
+	for range min(runtime.GOMAXPROCS(0), len(ix.keys)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= len(segs) || stop.Load() {
+				if i >= len(ix.keys) {
 					return
 				}
-				remaining := time.Until(deadline)
-				if remaining <= 0 {
-					return
+				if stop.Load() || time.Until(deadline) <= 0 {
+					continue
 				}
-				abort := new(atomic.Bool)
-				mu.Lock()
-				running[abort] = true
-				mu.Unlock()
-				res := porcupine.CheckOperationsTimeout(registerModel(segs[i].wildcard, abort), segs[i].ops, remaining)
-				mu.Lock()
-				delete(running, abort)
-				mu.Unlock()
-				switch {
-				case abort.Load() && stop.Load():
-					res = porcupine.Unknown // stopped because another segment was illegal
-				case abort.Load():
-					res = segAborted
-					runtime.GC() // return the abandoned search's memory before the next segment
-				case res == porcupine.Illegal:
-					stop.Store(true)
-					abortAll()
+				key := ix.keys[i]
+				o := &outs[i]
+				hist, unobserved, hint := buildKey(ops, ix.byKey[key])
+				segs, dropped := cutSegments(key, hist, opts.MaxOpsPerSegment)
+				hist = nil
+				o.built, o.segments, o.readsAtCuts, o.unobserved, o.hint = true, len(segs), dropped, unobserved, hint
+				for si, s := range segs {
+					if stop.Load() || time.Until(deadline) <= 0 {
+						break
+					}
+					switch check(s) {
+					case porcupine.Ok:
+						o.decided++
+						o.opsChecked += len(s.ops)
+					case porcupine.Illegal:
+						o.decided++
+						o.opsChecked += len(s.ops)
+						o.illegal = s
+						stop.Store(true)
+						abortAll()
+					case segAborted:
+						o.memAborts++
+					}
+					segs[si] = nil // let a checked segment's memory go
+					if o.illegal != nil {
+						break
+					}
 				}
-				out[i] = res
 			}
 		}()
 	}
 	wg.Wait()
 	close(done)
-	return out
+	return outs
 }
 
 var heapSample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
@@ -690,15 +751,16 @@ func cutWindow(s *segment, lo, hi int) (*segment, error) {
 		return nil, errors.New("window start splits equal call times")
 	}
 	for _, o := range ops[:lo] {
-		if in := o.Input.(regInput); in.write && o.Return >= cStart {
-			in.indeterminate = true
-			o.Input = in
+		if in := o.Input.(*regInput); in.write && o.Return >= cStart {
+			c := *in
+			c.indeterminate = true
+			o.Input = &c
 			o.Return = never
 			seg = append(seg, o)
 		}
 	}
 	for _, o := range ops[lo:hi] {
-		if !o.Input.(regInput).write && o.Return >= cEnd {
+		if !o.Input.(*regInput).write && o.Return >= cEnd {
 			continue
 		}
 		seg = append(seg, o)
@@ -713,7 +775,7 @@ func visualize(s *segment, path string, deadline time.Time) error {
 	ops := make([]porcupine.Operation, len(s.ops))
 	copy(ops, s.ops)
 	for i := range ops {
-		ops[i].Metadata = ops[i].Input.(regInput).op
+		ops[i].Metadata = ops[i].Input.(*regInput).op
 	}
 	_, info := porcupine.CheckOperationsVerbose(model, ops, max(time.Until(deadline), time.Second))
 	tmp := path + ".tmp"

@@ -201,11 +201,11 @@ func plainVerdict(ops []Op) string {
 			continue
 		}
 		ret := nanos(o.Completed)
-		in := regInput{write: o.Kind == KindWrite, value: o.Value, op: o}
+		in := &regInput{write: o.Kind == KindWrite, value: o.Value, op: o, state: &regState{value: o.Value, known: true}}
 		if o.Kind == KindWrite && !o.OK() {
 			ret = never
 		}
-		hist = append(hist, porcupine.Operation{ClientId: i, Call: nanos(o.Submitted), Return: ret, Input: in, Output: regOutput{value: o.Value}})
+		hist = append(hist, porcupine.Operation{ClientId: i, Call: nanos(o.Submitted), Return: ret, Input: in, Output: &regOutput{value: o.Value}})
 	}
 	if porcupine.CheckOperations(registerModel(false, nil), hist) {
 		return LinOK

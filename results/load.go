@@ -73,6 +73,10 @@ func Load(runDir string) (*Run, error) {
 	}
 
 	in := interner{}
+	if st, err := os.Stat(filepath.Join(runDir, OpsFile)); err == nil {
+		// records are ~150-200 bytes; growing a million-op slice by doubling copies it twice over
+		r.Ops = make([]Op, 0, min(st.Size()/150, 50_000_000))
+	}
 	err = readJSONL(filepath.Join(runDir, OpsFile), r, func(line []byte) error {
 		var op Op
 		if err := decodeOp(line, &op, in); err != nil {

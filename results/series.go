@@ -11,6 +11,9 @@ import (
 	"time"
 )
 
+// maxBuckets bounds a series (64 bytes a bucket).
+const maxBuckets = 2_000_000
+
 // Series is a run cut into buckets of equal width, aligned to the run's start.
 type Series struct {
 	Width   time.Duration
@@ -59,7 +62,7 @@ func (a *analysis) seriesAt(origin float64, width time.Duration) *Series {
 	}
 	first := int(math.Floor((lo - origin) / w))
 	last := int(math.Floor((hi - origin) / w))
-	if last < first || last-first > 10_000_000 { // a corrupt timestamp must not allocate the world
+	if last < first || last-first > maxBuckets { // a corrupt timestamp must not allocate the world
 		return s
 	}
 	s.Buckets = make([]Bucket, last-first+1)
