@@ -131,13 +131,13 @@ func parseDelay(v string) (time.Duration, error) {
 }
 
 // ParseRate reads a rate in bits/s as tc writes it: a number with an optional unit bit,
-// kbit, mbit, gbit (or k, m, g; decimal multiples; case ignored).
+// kbit, mbit, gbit (or k, m, g; decimal multiples; case ignored). tc's bytes-per-second
+// units (kbps...) are refused rather than misread.
 func ParseRate(v string) (uint64, error) {
 	if v == "" {
 		return 0, nil
 	}
 	s := strings.ToLower(strings.TrimSpace(v))
-	s = strings.TrimSuffix(strings.TrimSuffix(s, "/s"), "ps")
 	s = strings.TrimSuffix(s, "bit")
 	mult := 1.0
 	switch {

@@ -65,14 +65,14 @@ type Shell struct {
 	out   io.Writer // guarded by outMu only for asynchronous notes; commands write directly
 	err   io.Writer
 
-	interactive bool        // on a terminal: node commands get the terminal as stdin
+	interactive  bool        // on a terminal: node commands get the terminal as stdin
 	childOwnsTTY atomic.Bool // a node command runs in the foreground and gets Ctrl-C itself
 
 	mu      sync.Mutex
-	cuts    []cutEntry          // partitions made at the prompt, oldest first
-	open    map[string]bool     // fault windows opened at the prompt (kill s1, pause s2, ...)
-	down    map[string]string   // servers taken down at the prompt: node -> how
-	running []*backgroundFault  // faults fired with `fault`
+	cuts    []cutEntry         // partitions made at the prompt, oldest first
+	open    map[string]bool    // fault windows opened at the prompt (kill s1, pause s2, ...)
+	down    map[string]string  // servers taken down at the prompt: node -> how
+	running []*backgroundFault // faults fired with `fault`
 	nfault  int
 }
 

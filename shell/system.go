@@ -2,6 +2,7 @@ package shell
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -49,7 +50,7 @@ func (s *Shell) cmdStatus(ctx context.Context, args []string) error {
 		case st.Member == "":
 			health = "not polled yet"
 		case st.Error != "":
-			health = "error: " + shorten(oneLine(st.Error), 70)
+			health = "error: " + tail(oneLine(st.Error), 70)
 		case !st.Healthy:
 			health = "unhealthy: knows no leader"
 		}
@@ -66,6 +67,14 @@ func (s *Shell) cmdStatus(ctx context.Context, args []string) error {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// tail keeps the end of a long error, where the cause is ("connection refused").
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n+1:]
+}
 
 func (s *Shell) cmdLeader(ctx context.Context, args []string) error {
 	if len(args) != 0 {
@@ -321,6 +330,11 @@ func describeEvent(e results.Event) string {
 	case results.EventFaultEnd:
 		fault = true
 		add("end", e.Action)
+	case results.EventLeader:
+		add(e.Type, cmp.Or(e.Leader, "none"))
+		if e.Term != 0 {
+			add("term " + strconv.FormatUint(e.Term, 10))
+		}
 	default:
 		add(e.Type, e.Node, e.Leader)
 		if e.Term != 0 {
