@@ -177,3 +177,26 @@ func atoi(t *testing.T, s string) int {
 	}
 	return n
 }
+
+func TestRunSeries(t *testing.T) {
+	dir := t.TempDir()
+	leaderRun().write(t, dir)
+	run, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := run.Series(time.Second)
+	ok := 0
+	for _, b := range s.Buckets {
+		ok += b.OK
+		if b.Start == 13 && (b.OK != 0 || b.Failed != 200 || !math.IsNaN(b.P50)) {
+			t.Errorf("bucket 13: %+v", b)
+		}
+		if b.Start == 5 && (math.Abs(s.Throughput(b)-200) > 3 || b.N != 200 || !(b.P50 > 0 && b.P50 <= b.P99 && b.P99 <= b.Max)) {
+			t.Errorf("bucket 5: %+v", b)
+		}
+	}
+	if ok != 5500 {
+		t.Errorf("ok = %d", ok)
+	}
+}
