@@ -140,6 +140,14 @@ func (s *Sweep) AxisNames() []string {
 	return out
 }
 
+// axisList names the axes for error messages.
+func (s *Sweep) axisList() string {
+	if len(s.Axes) == 0 {
+		return "(none)"
+	}
+	return strings.Join(s.AxisNames(), ", ")
+}
+
 // Error is a problem at a line and column of a sweep file.
 type Error struct {
 	File   string
@@ -187,8 +195,9 @@ type rawFile struct {
 
 // parser collects every problem of one file, each at its position.
 type parser struct {
-	file string
-	errs []error
+	file    string
+	errs    []error
+	badAxes map[string]bool // axes already reported as wrong: not reported again by zip
 }
 
 func (p *parser) errorf(n *yaml.Node, format string, a ...any) {
@@ -214,7 +223,11 @@ func (p *parser) yamlError(err error) {
 			p.errs = append(p.errs, &Error{File: p.file, Line: line, Msg: g[2]})
 			continue
 		}
-		p.errs = append(p.errs, &Error{File: p.file, Msg: strings.TrimPrefix(m, "yaml: ")})
+		e := &Error{File: p.file, Msg: strings.TrimPrefix(m, "yaml: ")}
+		if te == nil {
+			e.Line = 1 // yaml.v3 leaves out "line 1" of syntax errors on the first line
+		}
+		p.errs = append(p.errs, e)
 	}
 }
 
@@ -236,19 +249,22 @@ func ParseBytes(file string, data []byte) (*Sweep, error) {
 		return nil, errors.Join(p.errs...)
 	}
 	p.checkKeys(root, "", topKeys)
-	if len(p.errs) > 0 {
-		return nil, errors.Join(p.errs...)
-	}
 	var raw rawFile
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&raw); err != nil {
+	if len(p.errs) == 0 {
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&raw); err != nil {
+			p.yamlError(err)
+			return nil, errors.Join(p.errs...)
+		}
+		var extra yaml.Node
+		if err := dec.Decode(&extra); err != io.EOF {
+			p.errorf(&extra, "a sweep file holds one YAML document")
+		}
+	} else if err := root.Decode(&raw); err != nil {
+		// unknown keys are reported already; go on to report the rest of the file too
 		p.yamlError(err)
 		return nil, errors.Join(p.errs...)
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err != io.EOF {
-		p.errorf(&extra, "a sweep file holds one YAML document")
 	}
 
 	s := &Sweep{Path: file, Source: data, Base: experiment.Defaults(), Repeats: 1, Seed: raw.Seed}
@@ -307,7 +323,7 @@ func (p *parser) checkKeys(n *yaml.Node, where string, valid []string) {
 		k := n.Content[i]
 		switch {
 		case !contains(valid, k.Value):
-			p.errorf(k, "unknown key %q%s: valid are %s", k.Value, where, strings.Join(valid, ", "))
+			p.errorf(k, "unknown key %q%s%s: valid are %s", k.Value, where, suggest(k.Value, valid), strings.Join(valid, ", "))
 		case seen[k.Value]:
 			p.errorf(k, "key %q given twice%s", k.Value, where)
 		}
@@ -404,6 +420,7 @@ func (p *parser) axes(s *Sweep, n *yaml.Node) {
 			}
 		}
 		ax := Axis{Name: k.Value, Kind: prm.kind()}
+		nerr := len(p.errs)
 		switch v.Kind {
 		case yaml.SequenceNode:
 			ax.Values = p.list(k.Value, prm.kind(), v)
@@ -413,7 +430,11 @@ func (p *parser) axes(s *Sweep, n *yaml.Node) {
 			p.errorf(v, "axes.%s: give a list [a, b, ...] or a range {from, to, step} (a single value belongs in base)", k.Value)
 			continue
 		}
-		if ax.Values == nil {
+		if ax.Values == nil || len(p.errs) > nerr {
+			if p.badAxes == nil {
+				p.badAxes = map[string]bool{}
+			}
+			p.badAxes[k.Value] = true
 			continue
 		}
 		s.Axes = append(s.Axes, ax)
@@ -587,8 +608,10 @@ func (p *parser) zip(s *Sweep, n *yaml.Node) {
 			case item.Kind != yaml.ScalarNode:
 				p.errorf(item, "zip: an axis name")
 				continue
+			case p.badAxes[item.Value]:
+				continue
 			case !ok:
-				p.errorf(item, "zip: %q is not an axis: axes are %s", item.Value, strings.Join(s.AxisNames(), ", "))
+				p.errorf(item, "zip: %q is not an axis: axes are %s", item.Value, s.axisList())
 				continue
 			case inGroup[item.Value]:
 				p.errorf(item, "zip: axis %q is in more than one group", item.Value)

@@ -85,7 +85,7 @@ func lookupParam(name string) (param, error) {
 	if why, ok := reserved[name]; ok {
 		return param{}, fmt.Errorf("%q cannot be set in a sweep file: %s", name, why)
 	}
-	return param{}, fmt.Errorf("unknown parameter %q: valid are %s", name, strings.Join(ParamNames(), ", "))
+	return param{}, fmt.Errorf("unknown parameter %q%s: valid are %s", name, suggest(name, ParamNames()), strings.Join(ParamNames(), ", "))
 }
 
 func (p param) kind() Kind {
@@ -231,4 +231,39 @@ func validNames(names []string) string {
 	s := slices.Clone(names)
 	slices.Sort(s)
 	return strings.Join(s, ", ")
+}
+
+// suggest is " (did you mean X?)" for the valid name closest to a misspelt one, or "".
+func suggest(name string, valid []string) string {
+	best, bestD := "", max(1, len(name)/3)+1 // a third of the name may be wrong
+	for _, v := range valid {
+		if d := editDistance(name, v); d < bestD {
+			best, bestD = v, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

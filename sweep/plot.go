@@ -275,11 +275,15 @@ func (s *Sweep) drawPlot(spec PlotSpec, f facet, lines []series) *plot.Plot {
 	if s.Repeats > 1 {
 		p.Y.Label.Text += "  (mean ± sd over repeats)"
 	}
+	p.Title.TextStyle.Font.Variant = "Sans"
 	for _, ax := range []*plot.Axis{&p.X, &p.Y} {
+		ax.Label.TextStyle.Font.Variant = "Sans"
 		ax.Label.TextStyle.Font.Size = 11.5
+		ax.Tick.Label.Font.Variant = "Sans"
 		ax.Tick.Label.Font.Size = 10
 	}
 	p.Legend.Top, p.Legend.Left = true, true
+	p.Legend.TextStyle.Font.Variant = "Sans"
 	p.Legend.TextStyle.Font.Size = 10
 	g := plotter.NewGrid()
 	g.Vertical.Color, g.Horizontal.Color = color.Gray{Y: 225}, color.Gray{Y: 225}
@@ -309,13 +313,23 @@ func (s *Sweep) drawPlot(spec PlotSpec, f facet, lines []series) *plot.Plot {
 			ticks = append(ticks, plot.Tick{Value: float64(i), Label: FormatValue(v)})
 		}
 		p.X.Tick.Marker = plot.ConstantTicks(ticks)
-		p.X.Min, p.X.Max = -0.5, float64(len(xa.Values))-0.5
+	} else if len(xa.Values) <= 12 { // a tick at every value of the axis
+		var ticks []plot.Tick
+		for _, v := range xa.Values {
+			f, _ := numeric(v)
+			ticks = append(ticks, plot.Tick{Value: f, Label: FormatValue(v)})
+		}
+		p.X.Tick.Marker = plot.ConstantTicks(ticks)
 	}
 	for i, l := range lines {
 		col := palette[i%len(palette)]
+		dodge := 0.0
+		if categorical { // side by side, so the error bars of several lines do not overlap
+			dodge = (float64(i) - float64(len(lines)-1)/2) * math.Min(0.08, 0.6/float64(len(lines)))
+		}
 		ep := errPoints{}
 		for _, c := range l.cells {
-			ep.XYs = append(ep.XYs, plotter.XY{X: c.x, Y: c.mean})
+			ep.XYs = append(ep.XYs, plotter.XY{X: c.x + dodge, Y: c.mean})
 			lo := c.sd
 			if logY && c.mean-lo <= 0 {
 				lo = c.mean * 0.999 // a log axis cannot show the bar below zero
@@ -328,14 +342,23 @@ func (s *Sweep) drawPlot(spec PlotSpec, f facet, lines []series) *plot.Plot {
 		}
 		ln.Color, ln.Width = col, vg.Points(1.8)
 		sc.Color, sc.Shape, sc.Radius = col, draw.CircleGlyph{}, vg.Points(3)
-		p.Add(ln, sc)
+		if categorical { // no line between categories: there is nothing in between
+			sc.Radius = vg.Points(4)
+			p.Add(sc)
+		} else {
+			p.Add(ln, sc)
+		}
 		if s.Repeats > 1 {
 			if eb, err := plotter.NewYErrorBars(ep); err == nil {
 				eb.LineStyle.Color, eb.LineStyle.Width, eb.CapWidth = col, vg.Points(1.2), vg.Points(6)
 				p.Add(eb)
 			}
 		}
-		p.Legend.Add(l.label, ln, sc)
+		if categorical {
+			p.Legend.Add(l.label, sc)
+		} else {
+			p.Legend.Add(l.label, ln, sc)
+		}
 	}
 	if len(lines) == 0 {
 		p.Title.Text += " — no data yet"
@@ -351,7 +374,34 @@ func (s *Sweep) drawPlot(spec PlotSpec, f facet, lines []series) *plot.Plot {
 	} else if !logY {
 		p.Y.Min = math.Min(p.Y.Min, 0) // figures are counts, times and rates: show zero
 	}
+	if len(lines) > 0 { // the whole axis, even where no run has finished yet, with a margin
+		p.X.Min, p.X.Max = xRange(xa, categorical, logX)
+	}
 	return p
+}
+
+// xRange spans every value of the axis with a margin, so markers do not sit on the frame.
+func xRange(xa Axis, categorical, logX bool) (float64, float64) {
+	if categorical {
+		return -0.5, float64(len(xa.Values)) - 0.5
+	}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, v := range xa.Values {
+		f, _ := numeric(v)
+		lo, hi = math.Min(lo, f), math.Max(hi, f)
+	}
+	if logX {
+		m := math.Pow(hi/lo, 0.05)
+		if hi == lo {
+			m = 1.5
+		}
+		return lo / m, hi * m
+	}
+	m := (hi - lo) * 0.05
+	if hi == lo {
+		m = math.Max(math.Abs(lo)*0.1, 1)
+	}
+	return lo - m, hi + m
 }
 
 // render draws p as PNG and SVG.

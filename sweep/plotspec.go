@@ -69,11 +69,11 @@ func (p *parser) plot(s *Sweep, n *yaml.Node) (out []PlotSpec) {
 	if r.X == "" {
 		p.errorf(n, "plots: x (an axis) is required")
 	} else if _, ok := s.Axis(r.X); !ok {
-		p.errorf(valueNode(n, "x"), "plots: x %q is not an axis: axes are %s", r.X, strings.Join(s.AxisNames(), ", "))
+		p.errorf(valueNode(n, "x"), "plots: x %q is not an axis: axes are %s", r.X, s.axisList())
 	}
 	if r.By != "" {
 		if _, ok := s.Axis(r.By); !ok {
-			p.errorf(valueNode(n, "by"), "plots: by %q is not an axis: axes are %s", r.By, strings.Join(s.AxisNames(), ", "))
+			p.errorf(valueNode(n, "by"), "plots: by %q is not an axis: axes are %s", r.By, s.axisList())
 		} else if r.By == r.X {
 			p.errorf(valueNode(n, "by"), "plots: by and x are both %q", r.By)
 		}

@@ -52,9 +52,12 @@ func newProgress(o Options, d *Dir, res *Result, todo []Run) *progress {
 	return p
 }
 
+// redrawInterval is how often the terminal line is redrawn.
+var redrawInterval = 500 * time.Millisecond
+
 func (p *progress) loop() {
 	defer p.wg.Done()
-	t := time.NewTicker(500 * time.Millisecond)
+	t := time.NewTicker(redrawInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -140,11 +143,7 @@ func (p *progress) eta() string {
 	}
 	oh /= float64(len(p.overhead))
 	left := 0.0
-	from := p.idx + 1
-	if p.cur == nil {
-		from = p.idx + 1
-	}
-	for _, r := range p.todo[min(from, len(p.todo)):] {
+	for _, r := range p.todo[min(p.idx+1, len(p.todo)):] {
 		left += p.d.Sweep.Config(r).Duration + oh
 	}
 	if p.cur != nil {
