@@ -163,8 +163,8 @@ func TestRanges(t *testing.T) {
 		{"rate: {from: 1, to: 30000, step: 10, log: true}", "1 10 100 1000 10000"},
 		{"mtbf: {from: 0.5, to: 4, steps: 4, log: true}", "0.5 1 2 4"},
 		{"number-nodes: {from: 3, to: 9, step: 2}", "3 5 7 9"},
-		{"max-key: {from: 1, to: 100, steps: 4, log: true}", "1 5 22 100"},   // ints round
-		{"max-key: {from: 1, to: 3, steps: 6}", "1 2 3"},                      // and deduplicate
+		{"max-key: {from: 1, to: 100, steps: 4, log: true}", "1 5 22 100"}, // ints round
+		{"max-key: {from: 1, to: 3, steps: 6}", "1 2 3"},                   // and deduplicate
 		{"rate: {from: 7, to: 7, steps: 1}", "7"},
 	} {
 		s := mustParse(t, "axes:\n  "+tc.axis+"\n")
