@@ -713,7 +713,11 @@ func runTitle(run *Run) (string, map[string]any) {
 	}
 	if len(parts) == 0 {
 		// results/<system>-<topology>-<workload>-<fault>/<time>/
-		abs, _ := filepath.Abs(run.Dir)
+		abs, err := filepath.EvalSymlinks(run.Dir) // results/latest names nothing
+		if err != nil {
+			abs = run.Dir
+		}
+		abs, _ = filepath.Abs(abs)
 		if p := strings.Split(filepath.Base(filepath.Dir(abs)), "-"); len(p) >= 4 {
 			parts = p
 		} else {
