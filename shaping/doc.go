@@ -10,7 +10,8 @@
 //     a reader in the calling process that takes a copy of each packet, drops the original
 //     and sends the copy on through a raw socket when its time has come (holding the
 //     original instead would throttle TCP; see delayer.go). Loss: the iptables statistic
-//     match with DROP. Rate: a tc tbf qdisc.
+//     match marks packets, which the reader drops silently (a DROP rule would tell local
+//     TCP senders, which then resend at once). Rate: a tc tbf qdisc.
 //
 // [Select] picks one by name ("auto", "netem", "userspace"); "auto" uses [Detect]. A backend
 // that cannot apply an impairment returns an error: it never runs without it.

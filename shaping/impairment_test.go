@@ -115,22 +115,30 @@ func TestOwnerTags(t *testing.T) {
 
 func TestChainRules(t *testing.T) {
 	chain := "-A DT-" + OwnerHash("run1") + "-eth0 "
+	tag := "-m comment --comment dt:run1 "
 	got := chainRules("run1", "eth0", 10, 4096, true)
 	want := []string{
-		chain + "-m mark --mark 0xd7000000/0xff000000 -m comment --comment dt:run1 -j RETURN",
-		chain + "-m statistic --mode random --probability 0.1 -m comment --comment dt:run1 -j DROP",
-		chain + "-m comment --comment dt:run1 -j NFQUEUE --queue-num 4096",
+		chain + "-m mark --mark 0xd7000000/0xff000000 " + tag + "-j RETURN",
+		chain + "-m statistic --mode random --probability 0.1 " + tag + "-j MARK --set-xmark 0xd6000000/0xff000000",
+		chain + tag + "-j NFQUEUE --queue-num 4096",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("rules:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	for _, r := range got {
-		if strings.Contains(r, "bypass") {
-			t.Errorf("rule %q bypasses the queue", r)
+		if strings.Contains(r, "bypass") || strings.Contains(r, "DROP") {
+			t.Errorf("rule %q bypasses the queue or drops in the kernel", r)
 		}
 	}
-	if got := chainRules("run1", "eth0", 100, 0, false); len(got) != 2 || !strings.HasSuffix(got[1], "-j DROP") || strings.Contains(got[1], "statistic") {
-		t.Errorf("100%% loss rules %q", got)
+	// Loss alone: only the marked packets go to the queue.
+	got = chainRules("run1", "eth0", 100, 4096, false)
+	want = []string{
+		chain + "-m mark --mark 0xd7000000/0xff000000 " + tag + "-j RETURN",
+		chain + tag + "-j MARK --set-xmark 0xd6000000/0xff000000",
+		chain + "-m mark --mark 0xd6000000/0xff000000 " + tag + "-j NFQUEUE --queue-num 4096",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("100%% loss rules:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 

@@ -147,29 +147,36 @@ func (c *config) restoreMangle(ctx context.Context, f family, body []string) err
 	return nil
 }
 
-// chainRules is the body of owner's chain for iface: first let through what the delayer
-// sends on (it was impaired already), then drop (a lost packet is never delayed), then
-// queue for the delay. No --queue-bypass: without a reader bound, the kernel drops the
-// packet instead of sending it undelayed.
+// chainRules is the body of owner's chain for iface: let through what a delayer sent on
+// (it was impaired already), mark the packets to lose, and queue what the delayer must
+// see: everything when there is a delay, else only the marked packets. The delayer drops
+// marked packets silently (see delayer.go for why not DROP here). No --queue-bypass:
+// without a reader bound, the kernel drops queued packets instead of passing them
+// unimpaired.
 //
 // Equivalent to:
 //
 //	iptables -t mangle -A DT-<hash>-<iface> -m mark --mark 0xd7000000/0xff000000 -m comment --comment dt:<owner> -j RETURN
-//	iptables -t mangle -A DT-<hash>-<iface> -m statistic --mode random --probability P -m comment --comment dt:<owner> -j DROP
-//	iptables -t mangle -A DT-<hash>-<iface> -m comment --comment dt:<owner> -j NFQUEUE --queue-num Q
+//	iptables -t mangle -A DT-<hash>-<iface> -m statistic --mode random --probability <Loss/100> -m comment --comment dt:<owner> -j MARK --set-xmark 0xd6000000/0xff000000
+//	iptables -t mangle -A DT-<hash>-<iface> -m comment --comment dt:<owner> -j NFQUEUE --queue-num <q>   # with a delay
+//	iptables -t mangle -A DT-<hash>-<iface> -m mark --mark 0xd6000000/0xff000000 -m comment --comment dt:<owner> -j NFQUEUE --queue-num <q>   # loss only
 func chainRules(owner, iface string, loss float64, queue uint16, delay bool) []string {
 	chain := ChainName(owner, iface)
 	tag := "-m comment --comment " + comment(owner)
-	rules := []string{fmt.Sprintf("-A %s -m mark --mark %#x/%#x %s -j RETURN", chain, Mark, MarkMask, tag)}
+	mark := func(m int) string { return fmt.Sprintf("%#x/%#x", m, MarkMask) }
+	rules := []string{fmt.Sprintf("-A %s -m mark --mark %s %s -j RETURN", chain, mark(MarkSent), tag)}
 	switch {
 	case loss >= 100:
-		rules = append(rules, fmt.Sprintf("-A %s %s -j DROP", chain, tag))
+		rules = append(rules, fmt.Sprintf("-A %s %s -j MARK --set-xmark %s", chain, tag, mark(MarkLost)))
 	case loss > 0:
 		p := strconv.FormatFloat(loss/100, 'f', -1, 64)
-		rules = append(rules, fmt.Sprintf("-A %s -m statistic --mode random --probability %s %s -j DROP", chain, p, tag))
+		rules = append(rules, fmt.Sprintf("-A %s -m statistic --mode random --probability %s %s -j MARK --set-xmark %s", chain, p, tag, mark(MarkLost)))
 	}
-	if delay {
+	switch {
+	case delay:
 		rules = append(rules, fmt.Sprintf("-A %s %s -j NFQUEUE --queue-num %d", chain, tag, queue))
+	case loss > 0:
+		rules = append(rules, fmt.Sprintf("-A %s -m mark --mark %s %s -j NFQUEUE --queue-num %d", chain, mark(MarkLost), tag, queue))
 	}
 	return rules
 }

@@ -19,9 +19,11 @@ const undoTimeout = 10 * time.Second
 //
 //   - delay and jitter: an NFQUEUE rule, and in this process a reader that copies each
 //     packet and drops the original, and a scheduler that sends the copy out of iface
-//     through a raw socket, marked [Mark], when its delay is over (see the package doc for
-//     the distribution and ordering);
-//   - loss: an iptables statistic rule that drops;
+//     through a raw socket, marked [MarkSent], when its delay is over (see the package doc
+//     for the distribution and ordering);
+//   - loss: an iptables statistic rule that marks packets [MarkLost]; the reader drops
+//     them silently, as netem does (an iptables DROP would tell a local TCP sender, which
+//     then just sends again: see delayer.go);
 //   - rate: a tbf root qdisc, handle [QdiscHandle].
 //
 // The reader lives as long as the process: in dt the node's agent owns the Userspace. If
@@ -71,8 +73,9 @@ func (u *Userspace) Name() string { return NameUserspace }
 //
 //	iptables -t mangle -N DT-<hash>-<iface>
 //	iptables -t mangle -A DT-<hash>-<iface> -m mark --mark 0xd7000000/0xff000000 -m comment --comment dt:<owner> -j RETURN
-//	iptables -t mangle -A DT-<hash>-<iface> -m statistic --mode random --probability <Loss/100> -m comment --comment dt:<owner> -j DROP
+//	iptables -t mangle -A DT-<hash>-<iface> -m statistic --mode random --probability <Loss/100> -m comment --comment dt:<owner> -j MARK --set-xmark 0xd6000000/0xff000000
 //	iptables -t mangle -A DT-<hash>-<iface> -m comment --comment dt:<owner> -j NFQUEUE --queue-num <q>
+//	    (loss only: -m mark --mark 0xd6000000/0xff000000 ... -j NFQUEUE --queue-num <q>)
 //	iptables -t mangle -I POSTROUTING 1 -o <iface> -m comment --comment dt:<owner> -j DT-<hash>-<iface>
 //	tc qdisc replace dev <iface> root handle d7XX: tbf rate <Rate>bit burst <4 ms> latency 50ms
 //
@@ -127,15 +130,16 @@ func (u *Userspace) apply(ctx context.Context, iface string, l *usLink, imp Impa
 	u.links[iface] = l
 
 	delay := imp.Delay > 0
+	queued := delay || imp.Loss > 0 // lost packets are dropped by the delayer too
 	params := delayParams{delay: imp.Delay, jitter: imp.Jitter}
 	switch {
-	case delay && l.d == nil:
+	case queued && l.d == nil:
 		d, err := u.startQueue(iface, params)
 		if err != nil {
 			return err
 		}
 		l.d = d
-	case delay:
+	case queued:
 		l.d.setParams(params)
 	}
 
@@ -143,7 +147,7 @@ func (u *Userspace) apply(ctx context.Context, iface string, l *usLink, imp Impa
 	if l.d != nil {
 		queue = l.d.queue
 	}
-	if delay || imp.Loss > 0 {
+	if queued {
 		rules := chainRules(u.owner, iface, imp.Loss, queue, delay)
 		if err := u.cfg.installRules(ctx, fams, u.owner, iface, rules); err != nil {
 			return err
@@ -160,7 +164,7 @@ func (u *Userspace) apply(ctx context.Context, iface string, l *usLink, imp Impa
 		return err
 	}
 
-	if !delay && l.d != nil {
+	if !queued && l.d != nil {
 		err := l.d.stop(ctx)
 		l.d = nil
 		if err != nil {
