@@ -23,3 +23,26 @@ run: build
 
 clean:
 	rm -rf bin
+
+# docker builds an image with dt and the Debian packages in .ci/apt-packages and runs
+# DOCKER_CMD in it, privileged (docs/DOCKER.md). No registry is reachable, so the Debian
+# base image is made locally with debootstrap the first time (needs root and debootstrap).
+# The dt binary is built here, static, and copied in: the image needs no Go toolchain.
+# DOCKER_CMD becomes `dt run etcd simple uniform leader` once `dt run` exists; until then
+# dt-smoke runs `dt up simple`, TCP (etcd) between nodes, a partition, heal and down.
+DOCKER ?= docker
+DOCKER_BASE ?= dt-base:bookworm
+DOCKER_IMAGE ?= dt:dev
+DOCKER_CMD ?= dt-smoke
+DOCKER_BUILD_FLAGS ?= --network host
+DOCKER_APT_EXCLUDE ?=
+DOCKER_CTX := bin/docker-context
+
+docker:
+	DOCKER=$(DOCKER) docker/base-image.sh $(DOCKER_BASE)
+	rm -rf $(DOCKER_CTX) && mkdir -p $(DOCKER_CTX)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(DOCKER_CTX)/dt ./cmd/dt
+	grep -v '^[[:space:]]*#' .ci/apt-packages | grep -vxF -e '' $(foreach p,$(DOCKER_APT_EXCLUDE),-e $(p)) >$(DOCKER_CTX)/apt-packages
+	cp docker/smoke.sh $(DOCKER_CTX)/smoke.sh
+	$(DOCKER) build $(DOCKER_BUILD_FLAGS) --build-arg BASE=$(DOCKER_BASE) -t $(DOCKER_IMAGE) -f Dockerfile $(DOCKER_CTX)
+	DOCKER=$(DOCKER) docker/run.sh $(DOCKER_IMAGE) $(DOCKER_CMD)
