@@ -425,7 +425,11 @@ func faultWindows(events []Event) ([]FaultWindow, []LeaderEvent) {
 	for _, ev := range events {
 		switch ev.Type {
 		case EventFaultStart:
-			faults = append(faults, FaultWindow{Name: ev.Fault, Targets: ev.Targets, Start: ev.T, Detail: ev.Detail})
+			f := FaultWindow{Name: ev.Fault, Targets: ev.Targets, Start: ev.T, Detail: ev.Detail}
+			if ev.Action != "" { // the first action may be logged with the start
+				f.Actions = []FaultAction{{T: ev.T, Action: ev.Action, Targets: ev.Targets, Detail: ev.Detail}}
+			}
+			faults = append(faults, f)
 			open = append(open, len(faults)-1)
 		case EventFaultAction:
 			if k := find(ev.Fault); k >= 0 {
@@ -522,16 +526,7 @@ func (a *analysis) summarize() *Summary {
 		s.RecoveryS.Note = "no fault"
 	}
 
-	last := ""
-	for _, l := range a.leaders {
-		if l.Leader == "" {
-			continue // no leader known at that moment
-		}
-		if last != "" && l.Leader != last {
-			s.LeaderChanges++
-		}
-		last = l.Leader
-	}
+	s.LeaderChanges = len(a.leaderChanges())
 	for _, ev := range run.Events {
 		s.MaxTerm = max(s.MaxTerm, ev.Term)
 	}
@@ -559,7 +554,13 @@ func (a *analysis) faultSpans() []Interval {
 	return merged
 }
 
-// window computes the statistics of a set of disjoint spans; nil when they are empty.
+// minWindow is the shortest window given statistics: a fault-end logged just before the
+// workload ends must not produce an "after" window of a few milliseconds whose rate means
+// nothing.
+const minWindow = 1.0
+
+// window computes the statistics of a set of disjoint spans; nil when shorter than
+// minWindow in all.
 func (a *analysis) window(spans []Interval) *WindowStats {
 	w := &WindowStats{}
 	var lats []float64
@@ -581,7 +582,7 @@ func (a *analysis) window(spans []Interval) *WindowStats {
 			}
 		}
 	}
-	if w.DurationS <= 0 {
+	if w.DurationS < minWindow {
 		return nil
 	}
 	w.ThroughputOpsS = round3(float64(w.OK) / w.DurationS)

@@ -200,3 +200,37 @@ func TestRunSeries(t *testing.T) {
 		t.Errorf("ok = %d", ok)
 	}
 }
+
+// Re-elections of the same node count as leader changes; repeated observations and
+// leaderless moments do not. A fault-end just before the workload ends leaves no "after".
+func TestLeaderChangesAndShortWindows(t *testing.T) {
+	dir := t.TempDir()
+	s := leaderRun()
+	events := []Event{
+		{T: 0, Type: EventRunStart},
+		{T: 1, Type: EventLeader, Leader: "s1", Term: 2},
+		{T: 2, Type: EventWorkloadStart},
+		{T: 3, Type: EventLeader, Leader: "s1", Term: 2}, // same leadership seen again
+		{T: 12, Type: EventFaultStart, Fault: "partial-partition", Action: "partition", Targets: []string{"s1", "s3"}},
+		{T: 13, Type: EventLeader, Term: 2}, // none known
+		{T: 14, Type: EventLeader, Leader: "s1", Term: 6},
+		{T: 15, Type: EventTerm, Node: "s3", Term: 7},
+		{T: 31.9, Type: EventFaultEnd, Fault: "partial-partition", Action: "heal"},
+		{T: 32, Type: EventWorkloadEnd},
+	}
+	writeRun(t, dir, s.config(), s.ops(), events)
+	sum, err := Analyze(dir, Options{CheckTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.LeaderChanges != 1 || sum.MaxTerm != 7 || len(sum.Leaders) != 4 {
+		t.Errorf("leader changes %d, max term %d, leaders %v", sum.LeaderChanges, sum.MaxTerm, sum.Leaders)
+	}
+	if sum.Windows.After != nil {
+		t.Errorf("after window of 0.1 s: %+v", sum.Windows.After)
+	}
+	f := sum.Faults[0]
+	if len(f.Actions) != 1 || f.Actions[0].Action != "partition" || faultLabel(f) != "partial-partition: partition → s1, s3" {
+		t.Errorf("fault %+v, label %q", f, faultLabel(f))
+	}
+}

@@ -55,7 +55,10 @@ func FormatSummary(s *Summary) string {
 			fmt.Fprintf(&b, " → %s", strings.Join(f.Targets, ", "))
 		}
 		fmt.Fprintf(&b, ": %.2f s – %s", f.Start, end)
-		if n := len(f.Actions); n > 0 {
+		switch n := len(f.Actions); {
+		case n == 1:
+			fmt.Fprintf(&b, ", %s", f.Actions[0].Action)
+		case n > 1:
 			fmt.Fprintf(&b, ", %d actions", n)
 		}
 		b.WriteString("\n")

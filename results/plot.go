@@ -256,7 +256,10 @@ func (a *analysis) throughputPlot(sum *Summary, series map[time.Duration]*Series
 		cap += "; shaded: fault windows (darker: fault active)"
 	}
 	if len(a.leaderChanges()) > 0 {
-		cap += "; dashed: leader changes"
+		cap += "; dashed: new leader"
+	}
+	if len(a.leaderLosses()) > 0 {
+		cap += "; grey dotted: no leader known"
 	}
 	return plotFile{name: PlotThroughput, caption: cap + "."}, p
 }
@@ -318,7 +321,7 @@ func (a *analysis) latencyPlot(sum *Summary, series map[time.Duration]*Series, w
 		p.Legend.Add("p99 per "+main.Width.String(), legendLine(colP99, 2))
 	}
 	p.Add(leaderLines{a: a}, faultShade{a: a, labels: true})
-	return plotFile{name: PlotLatency, caption: "Latency of every operation (from its scheduled start to its reply) against its scheduled start, with the p50 and p99 of the successful ones per bucket."}, p
+	return plotFile{name: PlotLatency, caption: "Latency of every operation (from its scheduled start to its reply) against its scheduled start, with the p50 and p99 of the successful ones per bucket; fault windows and leader changes marked as above."}, p
 }
 
 func positive(v, floor float64) float64 {
@@ -500,6 +503,7 @@ func (s faultShade) Plot(c draw.Canvas, p *plot.Plot) {
 		}
 		label := faultLabel(f)
 		x := clampX(f.Start) + 4
+		x = max(min(x, c.Max.X-sty.Width(label)-4), c.Min.X+2) // keep it inside the plot
 		row := vg.Length(0)
 		if x < lastLabelEnd { // overlapping labels go one row down
 			row = sty.Font.Size * 1.3 * vg.Length(i%3)
@@ -519,11 +523,14 @@ func boxedText(c draw.Canvas, sty draw.TextStyle, pt vg.Point, txt string) {
 	c.FillText(sty, pt, txt)
 }
 
-// faultLabel is "leader → s1" or "partial-partition → s1, s3".
+// faultLabel is "leader: kill → s1" or "partial-partition: partition → s1, s3".
 func faultLabel(f FaultWindow) string {
 	l := f.Name
 	if l == "" {
 		l = "fault"
+	}
+	if len(f.Actions) > 0 && f.Actions[0].T == f.Start && f.Actions[0].Action != l {
+		l += ": " + f.Actions[0].Action
 	}
 	if len(f.Targets) > 0 {
 		l += " → " + strings.Join(f.Targets, ", ")
@@ -572,18 +579,33 @@ func activeSpans(f FaultWindow, end float64) []Interval {
 	return spans
 }
 
-// leaderChanges are the leader events whose leader differs from the previous known one.
+// leaderChanges are the new leaderships after the first observed one: a leader event
+// naming another node, or the same node in a higher term (it was re-elected). Events
+// without a leader (none known) are not changes.
 func (a *analysis) leaderChanges() []LeaderEvent {
 	var out []LeaderEvent
-	last := ""
-	for _, l := range a.leaders {
-		if l.Leader == "" || l.Leader == last {
+	var last *LeaderEvent
+	for i, l := range a.leaders {
+		if l.Leader == "" {
 			continue
 		}
-		if last != "" {
+		if last != nil && (l.Leader != last.Leader || l.Term > last.Term) {
 			out = append(out, l)
 		}
-		last = l.Leader
+		last = &a.leaders[i]
+	}
+	return out
+}
+
+// leaderLosses are the leader events saying no leader is known, after one was.
+func (a *analysis) leaderLosses() []LeaderEvent {
+	var out []LeaderEvent
+	had := false
+	for _, l := range a.leaders {
+		if l.Leader == "" && had {
+			out = append(out, l)
+		}
+		had = l.Leader != ""
 	}
 	return out
 }
@@ -603,20 +625,31 @@ func (l leaderLines) Plot(c draw.Canvas, p *plot.Plot) {
 	for i := range rowEnds {
 		rowEnds[i] = vg.Length(math.Inf(-1))
 	}
-	for _, ch := range l.a.leaderChanges() {
+	lost := draw.LineStyle{Color: color.Gray{Y: 120}, Width: 1.2, Dashes: []vg.Length{2, 3}}
+	marks := append(l.a.leaderLosses(), l.a.leaderChanges()...)
+	sort.SliceStable(marks, func(i, j int) bool { return marks[i].T < marks[j].T })
+	for _, ch := range marks {
 		if ch.T < p.X.Min || ch.T > p.X.Max {
 			continue
 		}
 		x := trX(ch.T)
+		if ch.Leader == "" {
+			c.StrokeLine2(lost, x, c.Min.Y, x, c.Max.Y)
+			continue // unlabelled: the caption says what dotted lines are
+		}
 		c.StrokeLine2(ls, x, c.Min.Y, x, c.Max.Y)
 		label := "leader " + ch.Leader
 		if ch.Term > 0 {
 			label += fmt.Sprintf(" (term %d)", ch.Term)
 		}
+		lx := x + 3
+		if lx+sty.Width(label) > c.Max.X { // near the right edge: label on the left of the line
+			lx = x - 3 - sty.Width(label)
+		}
 		for r := range rowEnds { // the first row with room; no label when all are taken
-			if x+2 > rowEnds[r] {
-				boxedText(c, sty, vg.Point{X: x + 3, Y: top - vg.Length(r)*rowH}, label)
-				rowEnds[r] = x + 3 + sty.Width(label) + 4
+			if lx > rowEnds[r] {
+				boxedText(c, sty, vg.Point{X: lx, Y: top - vg.Length(r)*rowH}, label)
+				rowEnds[r] = lx + sty.Width(label) + 4
 				break
 			}
 		}
