@@ -115,7 +115,7 @@ func TestDelayerSendsOnTimeInFlowOrder(t *testing.T) {
 	if early > 0 || late > 20 {
 		t.Errorf("%d packets early, %d of 400 more than 5 ms late", early, late)
 	}
-	if st := d.stats(); st.Received != 400 || st.Sent != 400 || st.Held != 0 {
+	if st := d.stats(); st.Sent != 400 || st.Held != 0 {
 		t.Errorf("stats %+v", st)
 	}
 }

@@ -180,7 +180,7 @@ func udpEcho(t testing.TB, ns netns.NsHandle, ip netip.Addr) netip.AddrPort {
 	t.Helper()
 	var pc *net.UDPConn
 	if err := in(ns, func() (err error) {
-		pc, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
+		pc, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -204,7 +204,7 @@ func dialUDP(t testing.TB, ns netns.NsHandle, to netip.AddrPort) *net.UDPConn {
 	t.Helper()
 	var c *net.UDPConn
 	if err := in(ns, func() (err error) {
-		c, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(to))
+		c, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(to))
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // The tolerance for RTT: ±(1 ms + 5 %).
@@ -332,7 +333,7 @@ func tcpCounters(t testing.TB, ns netns.NsHandle) map[string]int64 {
 func TestUserspaceRate(t *testing.T) {
 	tn := newTestNet(t)
 	owner := testOwner(t)
-	ua, _ := userspacePair(t, tn, owner)
+	ua, ub := userspacePair(t, tn, owner)
 	const rate = 10e6
 	apply(t, ua, tn.ifA, Impairment{Rate: rate})
 	inv, err := List(context.Background(), owner, InNamespace(tn.nsA))
@@ -343,6 +344,17 @@ func TestUserspaceRate(t *testing.T) {
 	t.Logf("TCP goodput %.2f Mbit/s through a %.0f Mbit/s tbf", got/1e6, rate/1e6)
 	if math.Abs(got-rate)/rate > 0.10 {
 		t.Errorf("TCP goodput %.2f Mbit/s, want %.0f ±10 %%", got/1e6, rate/1e6)
+	}
+
+	// The same link with 20 ms each way: delayed copies meet the tbf queue, and TCP sees
+	// its tail drops as a bottleneck's.
+	apply(t, ua, tn.ifA, Impairment{Rate: rate, Delay: 20 * time.Millisecond})
+	apply(t, ub, tn.ifB, Impairment{Delay: 20 * time.Millisecond})
+	got = tcpBulk(t, tn.nsA, tn.nsB, tn.ipB, 5*time.Second, "")
+	st, _ := ua.Stats(tn.ifA)
+	t.Logf("TCP goodput %.2f Mbit/s through the tbf and a 40 ms RTT (delayer %+v)", got/1e6, st)
+	if math.Abs(got-rate)/rate > 0.10 {
+		t.Errorf("TCP goodput %.2f Mbit/s with 40 ms RTT, want %.0f ±10 %%", got/1e6, rate/1e6)
 	}
 }
 
@@ -757,4 +769,41 @@ func TestNetem(t *testing.T) {
 	}
 	assertClean(t, tn.nsA, tn.nameA, owner)
 	assertClean(t, tn.nsB, tn.nameB, owner)
+}
+
+// TestUserspaceIPv6: ip6tables rules and the IPv6 raw socket delay IPv6 too, link-local
+// neighbour discovery included.
+func TestUserspaceIPv6(t *testing.T) {
+	tn := newTestNet(t)
+	a6, b6 := netip.MustParseAddr("fd00:d7::1"), netip.MustParseAddr("fd00:d7::2")
+	for _, s := range []struct {
+		ns    netns.NsHandle
+		iface string
+		ip    netip.Addr
+	}{{tn.nsA, tn.ifA, a6}, {tn.nsB, tn.ifB, b6}} {
+		h, err := netlink.NewHandleAt(s.ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := h.LinkByName(s.iface)
+		if err == nil {
+			err = h.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: s.ip.AsSlice(), Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD})
+		}
+		h.Close()
+		if err != nil {
+			t.Fatalf("ip -6 addr add %s dev %s nodad: %v", s.ip, s.iface, err)
+		}
+	}
+	echo := udpEcho(t, tn.nsB, b6)
+	base := medianRTT(t, tn, echo)
+	ua, _ := userspacePair(t, tn, testOwner(t))
+	const oneWay = 15 * time.Millisecond
+	apply(t, ua, tn.ifA, Impairment{Delay: oneWay})
+	want := oneWay + base
+	if got := medianRTT(t, tn, echo); (got - want).Abs() > rttTolerance(want) {
+		t.Errorf("IPv6 RTT %v, want %v ±%v", got, want, rttTolerance(want))
+	}
+	if st, _ := ua.Stats(tn.ifA); st.SendErrors > 0 || st.Sent == 0 {
+		t.Errorf("delayer %+v", st)
+	}
 }
