@@ -81,12 +81,12 @@ func Run(ctx context.Context, cfg Config, o Options) (out *Outcome, err error) {
 		out = &Outcome{RunDir: c.RunDir, RunID: c.Live.State.RunID}
 		defer func() {
 			c.Close()
+			// Analyze returns the summary even when only some output file failed.
 			sum, aerr := results.Analyze(c.RunDir, results.Options{CheckTimeout: secs(cfg.CheckTimeout)})
+			out.Summary = sum
 			if aerr != nil {
 				err = errors.Join(err, fmt.Errorf("analyse %s: %w", c.RunDir, aerr))
-				return
 			}
-			out.Summary = sum
 		}()
 	}
 	if err != nil {
