@@ -106,28 +106,35 @@ func newTestNet(t testing.TB) *testNet {
 			t.Fatal(err)
 		}
 	}
-	// Until linkwatch has seen the carrier (it may wait up to a second), a veth has the
-	// noop qdisc and drops everything, ARP requests included.
-	deadline := time.Now().Add(5 * time.Second)
-	for _, s := range []struct {
-		h     *netlink.Handle
-		iface string
-	}{{ha, tn.ifA}, {hb, tn.ifB}} {
-		for {
-			l, err := s.h.LinkByName(s.iface)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if l.Attrs().OperState == netlink.OperUp {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s not up after 5 s: %s", s.iface, l.Attrs().OperState)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	waitUp(t, tn.nsA, tn.ifA)
+	waitUp(t, tn.nsB, tn.ifB)
 	return tn
+}
+
+// waitUp waits until iface in ns is operationally up. Until linkwatch has seen the
+// carrier (it may wait up to a second), a veth has the noop qdisc and drops everything,
+// ARP requests included.
+func waitUp(t testing.TB, ns netns.NsHandle, iface string) {
+	t.Helper()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l, err := h.LinkByName(iface)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Attrs().OperState == netlink.OperUp {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not up after 5 s: %s", iface, l.Attrs().OperState)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // newNamedNS creates name (deleting a leftover of a crashed run first) and deletes it when

@@ -807,3 +807,97 @@ func TestUserspaceIPv6(t *testing.T) {
 		t.Errorf("delayer %+v", st)
 	}
 }
+
+// TestUserspaceForwarded: on a router (a wan core) the delayer handles forwarded packets,
+// whose source address is not the router's own.
+func TestUserspaceForwarded(t *testing.T) {
+	needRoot(t)
+	pid := os.Getpid()
+	ns := map[string]netns.NsHandle{}
+	for _, n := range []string{"a", "r", "b"} {
+		h, err := newNamedNS(t, fmt.Sprintf("dtshtest-%d-%s", pid, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns[n] = h
+	}
+	x := pid%200 + 1
+	ip := func(net, host int) netip.Addr {
+		return netip.AddrFrom4([4]byte{10, byte(250 + net), byte(x), byte(host)})
+	}
+	// a (10.251.x.1) -- (10.251.x.2) r (10.252.x.2) -- (10.252.x.1) b
+	links := []struct {
+		left, right string
+		lif, rif    string
+		lip, rip    netip.Addr
+	}{
+		{"a", "r", "dtsh-a", "dtsh-ra", ip(1, 1), ip(1, 2)},
+		{"r", "b", "dtsh-rb", "dtsh-b", ip(2, 2), ip(2, 1)},
+	}
+	for _, l := range links {
+		h, err := netlink.NewHandleAt(ns[l.left])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: l.lif}, PeerName: l.rif, PeerNamespace: netlink.NsFd(ns[l.right])}); err != nil {
+			t.Fatal(err)
+		}
+		h.Close()
+		for _, end := range []struct {
+			ns    string
+			iface string
+			ip    netip.Addr
+		}{{l.left, l.lif, l.lip}, {l.right, l.rif, l.rip}} {
+			h, err := netlink.NewHandleAt(ns[end.ns])
+			if err != nil {
+				t.Fatal(err)
+			}
+			link, err := h.LinkByName(end.iface)
+			if err == nil {
+				err = h.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: end.ip.AsSlice(), Mask: net.CIDRMask(24, 32)}})
+			}
+			if err == nil {
+				err = h.LinkSetUp(link)
+			}
+			h.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	route := func(n string, dst netip.Prefix, via netip.Addr) {
+		h, err := netlink.NewHandleAt(ns[n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		if err := h.RouteAdd(&netlink.Route{Dst: &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(dst.Bits(), 32)}, Gw: via.AsSlice()}); err != nil {
+			t.Fatalf("route in %s: %v", n, err)
+		}
+	}
+	route("a", netip.PrefixFrom(ip(2, 0), 24), ip(1, 2))
+	route("b", netip.PrefixFrom(ip(1, 0), 24), ip(2, 2))
+	if err := in(ns["r"], func() error { return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range links {
+		waitUp(t, ns[l.left], l.lif)
+		waitUp(t, ns[l.right], l.rif)
+	}
+
+	tn := &testNet{nsA: ns["a"], nsB: ns["b"]}
+	echo := udpEcho(t, ns["b"], ip(2, 1))
+	base := medianRTT(t, tn, echo)
+	ur, err := NewUserspace(testOwner(t), InNamespace(ns["r"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ur.Close(context.Background())
+	const oneWay = 15 * time.Millisecond
+	apply(t, ur, "dtsh-rb", Impairment{Delay: oneWay}) // a -> b, forwarded
+	apply(t, ur, "dtsh-ra", Impairment{Delay: oneWay}) // b -> a, forwarded
+	want := 2*oneWay + base
+	if got := medianRTT(t, tn, echo); (got - want).Abs() > rttTolerance(want) {
+		t.Errorf("RTT through the delayed router %v, want %v ±%v", got, want, rttTolerance(want))
+	}
+}
