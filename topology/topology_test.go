@@ -103,13 +103,21 @@ func tcpReach(live *Live, src, dst string) bool {
 	return err == nil && b[0] == 'x'
 }
 
+// reachMatrix probes every ordered pair. A pair that fails is probed again for up to 3 s:
+// on a loaded host the first packets of a flow wait for ovs-vswitchd's upcall handler,
+// which must not read as a cut. A pair that is really cut fails every time.
 func reachMatrix(live *Live) map[string]bool {
 	m := map[string]bool{}
 	for _, a := range live.Spec.NodeNames() {
 		for _, b := range live.Spec.NodeNames() {
-			if a != b {
-				m[a+">"+b] = tcpReach(live, a, b)
+			if a == b {
+				continue
 			}
+			ok := tcpReach(live, a, b)
+			for deadline := time.Now().Add(3 * time.Second); !ok && time.Now().Before(deadline); {
+				ok = tcpReach(live, a, b)
+			}
+			m[a+">"+b] = ok
 		}
 	}
 	return m
