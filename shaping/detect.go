@@ -14,7 +14,8 @@ import (
 // Detect reports whether the kernel can run tc netem. It tries for real, on the loopback
 // interface of a throwaway network namespace, so it neither touches the host's interfaces
 // nor trusts module lists (netem may be built in, loadable or absent). The answer is
-// computed once per process. It needs CAP_NET_ADMIN; without it the answer is false.
+// computed once per process. It needs CAP_SYS_ADMIN and CAP_NET_ADMIN; without them the
+// answer is false.
 //
 // Equivalent to: unshare -n tc qdisc add dev lo root netem delay 1ms
 func Detect() bool { return detectNetem() == nil }
