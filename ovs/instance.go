@@ -5,16 +5,20 @@
 package ovs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vishvananda/netns"
 )
 
 // Datapath types.
@@ -35,6 +39,11 @@ type Options struct {
 	Dir      string // db, sockets, pid files and logs go here; must be short (unix socket paths ≤ 107 bytes)
 	RunID    string // written to external_ids and to the daemons' environment
 	Datapath string // auto | system | netdev
+	// Netns names the network namespace ovs-vswitchd runs in ("" = the caller's). dt gives
+	// every topology its own: the userspace datapath creates a tap device named
+	// "ovs-netdev" (and one per bridge), which a second vswitchd in the same namespace
+	// cannot create — so two topologies in the host namespace would break each other.
+	Netns string
 }
 
 // Instance is a running private OVS: one ovsdb-server and one ovs-vswitchd.
@@ -42,6 +51,7 @@ type Instance struct {
 	Dir      string
 	RunID    string
 	Datapath string // resolved: system or netdev
+	Netns    string // where ovs-vswitchd runs
 }
 
 // KernelModuleLoaded reports whether the openvswitch kernel module is present.
@@ -136,7 +146,7 @@ func Start(ctx context.Context, o Options) (inst *Instance, err error) {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create ovs dir: %w", err)
 	}
-	inst = &Instance{Dir: o.Dir, RunID: o.RunID, Datapath: dp}
+	inst = &Instance{Dir: o.Dir, RunID: o.RunID, Datapath: dp, Netns: o.Netns}
 	defer func() {
 		if err != nil {
 			_ = inst.Stop(context.Background())
@@ -156,7 +166,7 @@ func Start(ctx context.Context, o Options) (inst *Instance, err error) {
 	if err := initRoot(ctx, inst); err != nil {
 		return nil, err
 	}
-	if err := inst.run(ctx, "ovs-vswitchd", "unix:"+inst.DBSocket(),
+	if err := inst.runIn(ctx, inst.Netns, "ovs-vswitchd", "unix:"+inst.DBSocket(),
 		"--pidfile="+inst.pidFile("ovs-vswitchd"),
 		"--unixctl="+inst.ctlFile("ovs-vswitchd"),
 		"--log-file="+filepath.Join(inst.Dir, "ovs-vswitchd.log"),
@@ -172,14 +182,47 @@ func Attach(dir, runID, datapath string) *Instance {
 }
 
 func (i *Instance) run(ctx context.Context, name string, args ...string) error {
+	return i.runIn(ctx, "", name, args...)
+}
+
+// runIn runs a program to completion inside the named network namespace ("" = ours).
+func (i *Instance) runIn(ctx context.Context, netnsName, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = i.env()
 	cmd.Dir = i.Dir
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := startIn(netnsName, cmd); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
 	}
 	return nil
+}
+
+// startIn starts cmd from a thread switched into the named namespace; the child inherits
+// it. The thread stays locked and dies with its goroutine, so no Go code ever runs on a
+// thread left in the wrong namespace.
+func startIn(netnsName string, cmd *exec.Cmd) error {
+	if netnsName == "" {
+		return cmd.Start()
+	}
+	target, err := netns.GetFromName(netnsName)
+	if err != nil {
+		return fmt.Errorf("open netns %s: %w", netnsName, err)
+	}
+	defer target.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := netns.Set(target); err != nil {
+			errc <- fmt.Errorf("enter netns %s: %w", netnsName, err)
+			return
+		}
+		errc <- cmd.Start()
+	}()
+	return <-errc
 }
 
 // Pids returns the pids of the instance's daemons that are still alive and really ours

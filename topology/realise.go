@@ -63,6 +63,7 @@ func Up(ctx context.Context, spec Spec, o Options) (live *Live, err error) {
 	for _, sw := range spec.Switches {
 		st.Bridges = append(st.Bridges, BridgeName(o.RunID, sw.Name))
 	}
+	st.Namespaces = append(st.Namespaces, SwitchNetnsName(o.RunID))
 	for _, n := range spec.Nodes {
 		st.Namespaces = append(st.Namespaces, NetnsName(o.RunID, n.Name))
 		st.Veths = append(st.Veths, HostVethName(o.RunID, n.Name))
@@ -79,7 +80,14 @@ func Up(ctx context.Context, spec Spec, o Options) (live *Live, err error) {
 		}
 	}()
 
-	inst, err := ovs.Start(ctx, ovs.Options{Dir: st.OVSDir, RunID: o.RunID, Datapath: o.Datapath})
+	// The switch lives in a namespace of its own: its tap devices and the switch ends of
+	// the veths never appear on the host, and two topologies never collide.
+	swNs, err := newNamedNetns(SwitchNetnsName(o.RunID))
+	if err != nil {
+		return live, err
+	}
+	defer swNs.Close()
+	inst, err := ovs.Start(ctx, ovs.Options{Dir: st.OVSDir, RunID: o.RunID, Datapath: o.Datapath, Netns: SwitchNetnsName(o.RunID)})
 	if err != nil {
 		return live, fmt.Errorf("start private ovs: %w", err)
 	}
@@ -99,7 +107,7 @@ func Up(ctx context.Context, spec Spec, o Options) (live *Live, err error) {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			errs[i] = createNode(o.RunID, n, inst.Datapath)
+			errs[i] = createNode(swNs, o.RunID, n, inst.Datapath)
 		}()
 	}
 	wg.Wait()
@@ -129,6 +137,17 @@ func Up(ctx context.Context, spec Spec, o Options) (live *Live, err error) {
 			return live, err
 		}
 	}
+	// cur_cfg catches up even when vswitchd failed to create a bridge or a port; only an
+	// OpenFlow port number proves the port forwards.
+	ofports, err := inst.Ofports(ctx)
+	if err != nil {
+		return live, err
+	}
+	for _, n := range spec.Nodes {
+		if p := ofports[HostVethName(o.RunID, n.Name)]; p <= 0 {
+			return live, fmt.Errorf("node %s: ovs-vswitchd did not add its port (ofport %d)\n%s", n.Name, p, inst.LogTail("ovs-vswitchd", 8))
+		}
+	}
 	return live, nil
 }
 
@@ -144,35 +163,41 @@ func trim15(s string) string {
 	return s
 }
 
-// createNode makes one node's namespace and veth, addresses it and brings it up.
+// createNode makes one node's namespace and a veth from the switch namespace into it,
+// addresses it and brings it up.
 //
-// Equivalent to: ip netns add NS; ip link add HOST type veth peer name eth0 netns NS;
+// Equivalent to: ip netns add NS; ip -n SW link add HOST type veth peer name eth0 netns NS;
 // ip -n NS addr add IP/P dev eth0; ip -n NS link set lo up; ip -n NS link set eth0 up;
-// ip link set HOST up; ip netns exec NS ethtool -K eth0 tx off
-func createNode(runID string, n Node, datapath string) error {
+// ip -n SW link set HOST up; ip netns exec NS ethtool -K eth0 tx off
+func createNode(swNs netns.NsHandle, runID string, n Node, datapath string) error {
 	nsName := NetnsName(runID, n.Name)
 	ns, err := newNamedNetns(nsName)
 	if err != nil {
 		return err
 	}
 	defer ns.Close()
+	sw, err := netlink.NewHandleAt(swNs)
+	if err != nil {
+		return fmt.Errorf("node %s: netlink handle in the switch namespace: %w", n.Name, err)
+	}
+	defer sw.Close()
 	hostName := HostVethName(runID, n.Name)
 	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: hostName, Alias: VethAlias(runID)},
+		LinkAttrs:     netlink.LinkAttrs{Name: hostName},
 		PeerName:      NodeIface,
 		PeerNamespace: netlink.NsFd(int(ns)),
 	}
-	if err := netlink.LinkAdd(veth); err != nil {
+	if err := sw.LinkAdd(veth); err != nil {
 		return fmt.Errorf("node %s: create veth %s: %w", n.Name, hostName, err)
 	}
-	host, err := netlink.LinkByName(hostName)
+	host, err := sw.LinkByName(hostName)
 	if err != nil {
 		return fmt.Errorf("node %s: find veth %s: %w", n.Name, hostName, err)
 	}
-	if err := netlink.LinkSetAlias(host, VethAlias(runID)); err != nil {
+	if err := sw.LinkSetAlias(host, VethAlias(runID)); err != nil {
 		return fmt.Errorf("node %s: tag veth %s: %w", n.Name, hostName, err)
 	}
-	if err := netlink.LinkSetUp(host); err != nil {
+	if err := sw.LinkSetUp(host); err != nil {
 		return fmt.Errorf("node %s: set %s up: %w", n.Name, hostName, err)
 	}
 	h, err := netlink.NewHandleAt(ns)
@@ -225,16 +250,26 @@ func Teardown(ctx context.Context, st *State) error {
 	if err := KillRunProcesses(st.RunID); err != nil {
 		errs = append(errs, err)
 	}
+	// The switch ends of the veths live in the switch namespace (older runs: the host's).
+	links := netlink.Handle{}
+	h := &links
+	if sw, err := netns.GetFromName(SwitchNetnsName(st.RunID)); err == nil {
+		if sh, err := netlink.NewHandleAt(sw); err == nil {
+			defer sh.Close()
+			h = sh
+		}
+		sw.Close()
+	}
 	for _, v := range st.Veths {
-		l, err := netlink.LinkByName(v)
+		l, err := h.LinkByName(v)
 		if err != nil {
-			continue // already gone (deleting the namespace removes its pair)
+			continue // already gone (deleting a namespace removes its pair)
 		}
 		if l.Attrs().Alias != VethAlias(st.RunID) {
 			errs = append(errs, fmt.Errorf("veth %s does not carry run id %s; left in place", v, st.RunID))
 			continue
 		}
-		if err := netlink.LinkDel(l); err != nil {
+		if err := h.LinkDel(l); err != nil {
 			errs = append(errs, fmt.Errorf("delete veth %s: %w", v, err))
 		}
 	}

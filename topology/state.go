@@ -35,7 +35,11 @@ func NewRunID() string {
 // Names derived from the run id; every object dt creates carries it.
 func NetnsName(runID, node string) string { return "dt-" + runID + "-" + node }
 
-// HostVethName is the host end of a node's veth: "dt" + run id + node, ≤ 13 bytes.
+// SwitchNetnsName is the namespace holding the run's ovs-vswitchd and the switch ends of
+// all veths ("switch" is longer than any node name may be, so it cannot collide).
+func SwitchNetnsName(runID string) string { return "dt-" + runID + "-switch" }
+
+// HostVethName is the switch end of a node's veth: "dt" + run id + node, ≤ 13 bytes.
 func HostVethName(runID, node string) string { return "dt" + runID + node }
 
 // BridgeName is the OVS bridge of a logical switch: "dt" + run id + "-" + switch (≤ 15).
