@@ -388,6 +388,20 @@ func (l leftovers) empty() bool {
 	return len(l.namespaces) == 0 && len(l.links) == 0 && len(l.procs) == 0 && !l.dirExists
 }
 
+// hasNodes reports whether every node's namespace (dt-<id>-<node>) exists.
+func (l leftovers) hasNodes(id string, nodes []string) bool {
+	for _, n := range nodes {
+		found := false
+		for _, ns := range l.namespaces {
+			found = found || ns == "dt-"+id+"-"+n
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
 func (l leftovers) String() string {
 	return fmt.Sprintf("namespaces %v, interfaces %v, processes %v, runtime dir present %v",
 		l.namespaces, l.links, l.procs, l.dirExists)
@@ -454,8 +468,8 @@ func TestUpExecPartitionHealDown(t *testing.T) {
 	p := e.up("simple")
 	id := p.runID
 
-	if l := e.findRun(id); len(l.namespaces) != 4 || len(l.links) != 4 || len(l.procs) < 2 || !l.dirExists {
-		t.Errorf("while up, want 4 namespaces, 4 host veths, ≥2 OVS daemons and a runtime dir; have %s", l)
+	if l := e.findRun(id); !l.hasNodes(id, simpleNodes()) || len(l.procs) < 2 || !l.dirExists {
+		t.Errorf("while up, want a namespace per node, ≥2 OVS daemons and a runtime dir; have %s", l)
 	}
 	ls := e.mustDT("ls")
 	if !strings.Contains(ls, id) || !strings.Contains(ls, "s1,s2,s3,c1") || strings.Contains(ls, "dead") {
@@ -577,7 +591,7 @@ func TestKill9ThenClean(t *testing.T) {
 
 	// Killed: everything but the dt process itself is still there.
 	after := e.findRun(id)
-	if len(after.namespaces) != 4 || len(after.procs) < 2 || !after.dirExists {
+	if !after.hasNodes(id, simpleNodes()) || len(after.procs) < 2 || !after.dirExists {
 		t.Fatalf("after kill -9 expected the run's objects to remain for dt clean; have %s", after)
 	}
 	if ls := e.mustDT("ls"); !strings.Contains(ls, id) || !strings.Contains(ls, "dead") {
@@ -620,7 +634,7 @@ func TestCleanSparesLiveRuns(t *testing.T) {
 	if !strings.Contains(out, "skip "+p.runID) {
 		t.Errorf("dt clean with a live owner: want it skipped, got:\n%s", out)
 	}
-	if l := e.findRun(p.runID); len(l.namespaces) != 1 || !l.dirExists {
+	if l := e.findRun(p.runID); !l.hasNodes(p.runID, []string{"s1"}) || len(l.procs) < 2 || !l.dirExists {
 		t.Errorf("dt clean touched live run %s: %s", p.runID, l)
 	}
 	if out := e.mustDT("exec", "s1", "--", "true"); out != "" {
@@ -687,4 +701,36 @@ func TestErrors(t *testing.T) {
 			t.Errorf("dt up as nobody: want 'must run as root', got:\n%s", out)
 		}
 	})
+}
+
+// TestTwoRunsAtOnce: two topologies up at the same time on one host must both forward.
+// (With the userspace datapath every ovs-vswitchd creates a tap named "ovs-netdev" in its
+// network namespace; before each run's switch got a namespace of its own, the second
+// run's bridge silently failed.)
+func TestTwoRunsAtOnce(t *testing.T) {
+	e := newE2E(t)
+	first := e.up("simple", "--number-nodes", "1", "--number-clients", "1")
+	second := e.up("simple", "--number-nodes", "1", "--number-clients", "1")
+	for _, p := range []*upProc{first, second} {
+		cmd := exec.Command(dtBin, "--run", p.runID, "exec", "s1", "--", selfBin, "serve", strconv.Itoa(probePort))
+		cmd.Env = e.env(helperEnv + "=1")
+		stdout, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || !strings.HasPrefix(line, "listening") {
+			t.Fatalf("run %s: echo server on s1 did not start: %q %v", p.runID, line, err)
+		}
+		probe := exec.Command(dtBin, "--run", p.runID, "exec", "c1", "--", selfBin, "probe", "10.0.1.1:7077")
+		probe.Env = e.env(helperEnv + "=1")
+		if out, err := probe.CombinedOutput(); err != nil {
+			t.Errorf("run %s (one of two at once): TCP c1 -> s1 fails: %v %s", p.runID, err, out)
+		}
+	}
+	for _, p := range []*upProc{first, second} {
+		e.mustDT("--run", p.runID, "down")
+		p.wait(t, 30*time.Second)
+		e.assertGone(p.runID, "dt down")
+	}
 }
