@@ -53,34 +53,56 @@ func (leaderKill) Run(ctx context.Context, env Env, p Params) error {
 	return nil
 }
 
+// windowed applies one action over reckon's window [T/3, 2T/3]: targets are resolved
+// when the window opens, fault-start is recorded before the action is applied, and the
+// undo runs when the window closes — also when ctx ends early — before fault-end.
+func windowed(ctx context.Context, env Env, p Params, name, action string,
+	resolve func(ctx context.Context) (targets []string, detail string, err error),
+	apply func(ctx context.Context, targets []string) (Undo, error)) error {
+	from, to := window(p)
+	if !sleepUntil(ctx, env, from) {
+		return nil
+	}
+	targets, detail, err := resolve(ctx)
+	if err != nil {
+		return err
+	}
+	env.Record(results.Event{Type: results.EventFaultStart, Fault: name, Action: action, Targets: targets, Detail: detail})
+	undo, err := apply(ctx, targets)
+	if err != nil {
+		return fmt.Errorf("%s %v: %w", action, targets, err)
+	}
+	sleepUntil(ctx, env, to)
+	cctx, cancel := cleanupCtx()
+	defer cancel()
+	if err := undo(cctx); err != nil {
+		return fmt.Errorf("undo %s %v: %w", action, targets, err)
+	}
+	env.Record(results.Event{Type: results.EventFaultEnd, Fault: name, Targets: targets})
+	return nil
+}
+
+// theLeader resolves to the current leader.
+func theLeader(env Env) func(ctx context.Context) ([]string, string, error) {
+	return func(ctx context.Context) ([]string, string, error) {
+		l, err := env.Leader(ctx)
+		return []string{l}, "", err
+	}
+}
+
 type leaderRecovery struct{}
 
 func (leaderRecovery) Name() string { return "leader-recovery" }
 func (leaderRecovery) Describe() string {
 	return "kill the leader at T/3, restart it (same data dir) at 2T/3"
 }
-func (leaderRecovery) Run(ctx context.Context, env Env, p Params) error {
-	from, to := window(p)
-	if !sleepUntil(ctx, env, from) {
-		return nil
-	}
-	l, err := env.Leader(ctx)
-	if err != nil {
-		return err
-	}
-	env.Record(results.Event{Type: results.EventFaultStart, Fault: "leader-recovery", Action: "kill", Targets: []string{l}})
-	if err := env.Kill(ctx, l); err != nil {
-		return fmt.Errorf("kill leader %s: %w", l, err)
-	}
-	sleepUntil(ctx, env, to)
-	cctx, cancel := cleanupCtx()
-	defer cancel()
-	env.Record(results.Event{Type: results.EventFaultAction, Fault: "leader-recovery", Action: "restart", Targets: []string{l}})
-	if err := env.Restart(cctx, l); err != nil {
-		return fmt.Errorf("restart %s: %w", l, err)
-	}
-	env.Record(results.Event{Type: results.EventFaultEnd, Fault: "leader-recovery", Targets: []string{l}})
-	return nil
+func (f leaderRecovery) Run(ctx context.Context, env Env, p Params) error {
+	return windowed(ctx, env, p, f.Name(), "kill", theLeader(env), func(ctx context.Context, t []string) (Undo, error) {
+		return func(ctx context.Context) error {
+			env.Record(results.Event{Type: results.EventFaultAction, Fault: f.Name(), Action: "restart", Targets: t})
+			return env.Restart(ctx, t[0])
+		}, env.Kill(ctx, t[0])
+	})
 }
 
 type partialPartition struct{}
@@ -89,34 +111,22 @@ func (partialPartition) Name() string { return "partial-partition" }
 func (partialPartition) Describe() string {
 	return "cut the leader from one follower (both ways) from T/3 to 2T/3"
 }
-func (partialPartition) Run(ctx context.Context, env Env, p Params) error {
-	from, to := window(p)
-	if !sleepUntil(ctx, env, from) {
-		return nil
+func (f partialPartition) Run(ctx context.Context, env Env, p Params) error {
+	resolve := func(ctx context.Context) ([]string, string, error) {
+		l, err := env.Leader(ctx)
+		if err != nil {
+			return nil, "", err
+		}
+		fs := followers(env, l)
+		if len(fs) == 0 {
+			return nil, "", errors.New("partial-partition needs at least 2 servers")
+		}
+		t := []string{l, pick(env.Rand(), fs, 1)[0]}
+		return t, topology.Cut{A: t[:1], B: t[1:]}.String(), nil
 	}
-	l, err := env.Leader(ctx)
-	if err != nil {
-		return err
-	}
-	fs := followers(env, l)
-	if len(fs) == 0 {
-		return errors.New("partial-partition needs at least 2 servers")
-	}
-	f := pick(env.Rand(), fs, 1)[0]
-	cut := topology.Cut{A: []string{l}, B: []string{f}}
-	env.Record(results.Event{Type: results.EventFaultStart, Fault: "partial-partition", Action: "partition", Targets: []string{l, f}, Detail: cut.String()})
-	undo, err := env.Partition(ctx, cut, "partial-partition")
-	if err != nil {
-		return err
-	}
-	sleepUntil(ctx, env, to)
-	cctx, cancel := cleanupCtx()
-	defer cancel()
-	if err := undo(cctx); err != nil {
-		return fmt.Errorf("heal %s: %w", cut, err)
-	}
-	env.Record(results.Event{Type: results.EventFaultEnd, Fault: "partial-partition", Action: "heal", Targets: []string{l, f}})
-	return nil
+	return windowed(ctx, env, p, f.Name(), "partition", resolve, func(ctx context.Context, t []string) (Undo, error) {
+		return env.Partition(ctx, topology.Cut{A: t[:1], B: t[1:]}, f.Name())
+	})
 }
 
 // intermittent toggles a cut every MTBF between T/3 and 2T/3 and always heals at the end
@@ -227,25 +237,8 @@ type pauseLeader struct{}
 
 func (pauseLeader) Name() string     { return "pause-leader" }
 func (pauseLeader) Describe() string { return "SIGSTOP the leader at T/3, SIGCONT at 2T/3" }
-func (pauseLeader) Run(ctx context.Context, env Env, p Params) error {
-	from, to := window(p)
-	if !sleepUntil(ctx, env, from) {
-		return nil
-	}
-	l, err := env.Leader(ctx)
-	if err != nil {
-		return err
-	}
-	env.Record(results.Event{Type: results.EventFaultStart, Fault: "pause-leader", Action: "pause", Targets: []string{l}})
-	if err := env.Pause(ctx, l); err != nil {
-		return err
-	}
-	sleepUntil(ctx, env, to)
-	cctx, cancel := cleanupCtx()
-	defer cancel()
-	if err := env.Continue(cctx, l); err != nil {
-		return err
-	}
-	env.Record(results.Event{Type: results.EventFaultEnd, Fault: "pause-leader", Action: "continue", Targets: []string{l}})
-	return nil
+func (f pauseLeader) Run(ctx context.Context, env Env, p Params) error {
+	return windowed(ctx, env, p, f.Name(), "pause", theLeader(env), func(ctx context.Context, t []string) (Undo, error) {
+		return func(ctx context.Context) error { return env.Continue(ctx, t[0]) }, env.Pause(ctx, t[0])
+	})
 }
