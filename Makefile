@@ -41,7 +41,7 @@ DOCKER_CTX := bin/docker-context
 docker:
 	DOCKER=$(DOCKER) docker/base-image.sh $(DOCKER_BASE)
 	rm -rf $(DOCKER_CTX) && mkdir -p $(DOCKER_CTX)
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(DOCKER_CTX)/dt ./cmd/dt
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(DOCKER_CTX)/dt ./cmd/dt
 	grep -v '^[[:space:]]*#' .ci/apt-packages | grep -vxF -e '' $(foreach p,$(DOCKER_APT_EXCLUDE),-e $(p)) >$(DOCKER_CTX)/apt-packages
 	cp docker/smoke.sh $(DOCKER_CTX)/smoke.sh
 	$(DOCKER) build $(DOCKER_BUILD_FLAGS) --build-arg BASE=$(DOCKER_BASE) -t $(DOCKER_IMAGE) -f Dockerfile $(DOCKER_CTX)
