@@ -36,7 +36,7 @@ func (d *Dir) Rows() []Row {
 		}
 		row := Row{Run: r, Status: st.Status, Error: st.End.Error, RunDir: st.End.RunDir, RunID: st.End.RunID, Seconds: st.End.Seconds}
 		if row.RunDir != "" {
-			row.Summary, _ = loadSummary(d.abs(row.RunDir))
+			row.Summary = d.summary(row.RunDir)
 		}
 		out = append(out, row)
 	}
@@ -48,6 +48,22 @@ func (d *Dir) abs(rel string) string {
 		return rel
 	}
 	return filepath.Join(d.Path, rel)
+}
+
+// summary loads a run's summary.json once (nil when it has none yet).
+func (d *Dir) summary(runDir string) *results.Summary {
+	if s, ok := d.summaries[runDir]; ok {
+		return s
+	}
+	s, err := loadSummary(d.abs(runDir))
+	if err != nil {
+		return nil // not cached: a report run later may find it
+	}
+	if d.summaries == nil {
+		d.summaries = map[string]*results.Summary{}
+	}
+	d.summaries[runDir] = s
+	return s
 }
 
 func loadSummary(runDir string) (*results.Summary, error) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dtlab/dt/experiment"
+	"github.com/dtlab/dt/results"
 )
 
 // Files of a sweep directory.
@@ -105,10 +106,11 @@ type Dir struct {
 	Sweep *Sweep
 	Warn  []string // problems reading the manifest (a torn last line after a crash)
 
-	lock   *os.File
-	state  map[runKey]*RunState
-	manif  *os.File
-	resume bool
+	lock      *os.File
+	state     map[runKey]*RunState
+	manif     *os.File
+	resume    bool
+	summaries map[string]*results.Summary // by run dir: a finished run's summary does not change
 }
 
 // Resumed is true when the directory existed (this is not the sweep's first session).
@@ -156,9 +158,7 @@ func Locate(root string, s *Sweep) (dir string, exists bool) {
 func Open(root string, s *Sweep, fresh bool) (*Dir, error) {
 	dir, exists := Locate(root, s)
 	if exists && fresh {
-		c := dirCandidates(root, s.Name)
-		dir = fmt.Sprintf("%s-%d", SweepDir(root, s.Name), len(c)+1)
-		for n := len(c) + 1; ; n++ {
+		for n := len(dirCandidates(root, s.Name)) + 1; ; n++ {
 			dir = fmt.Sprintf("%s-%d", SweepDir(root, s.Name), n)
 			if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 				break

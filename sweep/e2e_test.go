@@ -58,11 +58,18 @@ func dtBinary(t testing.TB) string {
 	if binErr != nil {
 		t.Fatal(binErr)
 	}
-	out, _ := exec.Command(binPath, "sweep", "--help").CombinedOutput()
-	if !bytes.Contains(out, []byte("dt sweep")) {
-		t.Fatalf("%s has no sweep verb (add newSweepCmd() to verbs() in cmd/dt/root.go):\n%s", binPath, out)
-	}
 	return binPath
+}
+
+// dtSweepBinary is dtBinary, which must have the sweep verb.
+func dtSweepBinary(t testing.TB) string {
+	t.Helper()
+	bin := dtBinary(t)
+	out, _ := exec.Command(bin, "sweep", "--help").CombinedOutput()
+	if !bytes.Contains(out, []byte("dt sweep")) {
+		t.Fatalf("%s has no sweep verb (add newSweepCmd() to verbs() in cmd/dt/root.go):\n%s", bin, out)
+	}
+	return bin
 }
 
 // needHost skips unless a real sweep can run here, and gives the test its own runtime
@@ -147,7 +154,7 @@ func (e *e2e) records(sweepDir string) []sweep.Record {
 
 func TestSweepEndToEnd(t *testing.T) {
 	needHost(t)
-	e := &e2e{t: t, bin: dtBinary(t), dir: t.TempDir()}
+	e := &e2e{t: t, bin: dtSweepBinary(t), dir: t.TempDir()}
 	e.file = filepath.Join(e.dir, "e2e.yaml")
 	e.root = filepath.Join(e.dir, "res")
 	if err := os.WriteFile(e.file, []byte(e2eSweep), 0o644); err != nil {

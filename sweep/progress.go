@@ -226,16 +226,19 @@ func (w *phaseWriter) Write(b []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		if l := strings.TrimSpace(w.buf[:i]); l != "" {
+		if l := squeeze(w.buf[:i]); l != "" {
 			w.line = l
 		}
 		w.buf = w.buf[i+1:]
 	}
-	if l := strings.TrimSpace(w.buf); l != "" && len(w.buf) > 0 {
+	if l := squeeze(w.buf); l != "" {
 		w.line = l // a line redrawn in place has no newline until the next redraw
 	}
 	return len(b), nil
 }
+
+// squeeze trims s and collapses its runs of spaces (column padding wastes the one line).
+func squeeze(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 func (w *phaseWriter) last() string {
 	if w == nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/dtlab/dt/experiment"
 	"github.com/dtlab/dt/sweep"
@@ -83,8 +84,12 @@ sweep.csv column (windows.after.latency_ms.p99, linearizability.result, ...).`,
 			res, err := d.Execute(cmd.Context(), sweep.Options{Only: filter, RetryFailed: retryFailed,
 				Progress: os.Stdout, TTY: isTerminal(os.Stdout)})
 			if res != nil {
-				fmt.Printf("sweep %s: %d of %d selected runs done, %d ran in %s (%d ok, %d failed)",
-					s.Name, res.Done+res.OK+res.Failed, res.Selected, res.Ran, res.Elapsed.Round(1e9), res.OK, res.Failed)
+				fmt.Printf("sweep %s: %d of %d selected runs done; this session ran %d in %s (%d ok, %d failed",
+					s.Name, res.Done+res.OK+res.Failed, res.Selected, res.Ran, res.Elapsed.Round(time.Second), res.OK, res.Failed)
+				if res.Interrupted {
+					fmt.Print(", 1 interrupted")
+				}
+				fmt.Print(")")
 				if res.KeptFailed > 0 {
 					fmt.Printf("; %d failed earlier (--retry-failed runs them again)", res.KeptFailed)
 				}
