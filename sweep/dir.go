@@ -452,9 +452,15 @@ func OpenReport(dir string) (*Dir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s is not a sweep directory: %w", dir, err)
 	}
-	s, err := ParseBytes(filepath.Join(abs, FileCopy), src)
+	s, err := parse(filepath.Join(abs, FileCopy), src, false)
 	if err != nil {
 		return nil, err
+	}
+	if b, err := os.ReadFile(filepath.Join(abs, FileMeta)); err == nil {
+		var m meta
+		if json.Unmarshal(b, &m) == nil && m.Name != "" {
+			s.Name = m.Name // the copy is sweep.yaml: its default name would be "sweep"
+		}
 	}
 	d := &Dir{Path: abs, Sweep: s, state: map[runKey]*RunState{}, resume: true}
 	if err := d.loadState(); err != nil {

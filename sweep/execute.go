@@ -108,21 +108,14 @@ func (d *Dir) Execute(ctx context.Context, o Options) (*Result, error) {
 	var errs []error
 	for i, r := range todo {
 		if ctx.Err() != nil {
+			pr.mu.Lock()
 			res.Interrupted = true
+			pr.mu.Unlock()
 			break
 		}
 		pr.begin(i, r)
 		status, err := d.runOne(ctx, o, r, pr)
-		res.Ran++
-		switch status {
-		case StatusOK:
-			res.OK++
-		case StatusInterrupted:
-			res.Interrupted = true
-		default:
-			res.Failed++
-		}
-		pr.end(r, status, err)
+		pr.end(r, status, err) // counts the run in res
 		if err := d.WriteCSV(); err != nil {
 			slog.Warn("write sweep.csv", "err", err)
 		}
@@ -134,8 +127,8 @@ func (d *Dir) Execute(ctx context.Context, o Options) (*Result, error) {
 			break
 		}
 	}
-	res.Elapsed = o.Now().Sub(start)
 	pr.stop()
+	res.Elapsed = o.Now().Sub(start)
 	if err := d.Report(nil); err != nil {
 		errs = append(errs, fmt.Errorf("report: %w", err))
 	}

@@ -93,9 +93,19 @@ func (p *progress) begin(i int, r Run) {
 	}
 }
 
+// end counts the run in the result (under the lock the redraw reads it with) and shows it.
 func (p *progress) end(r Run, status string, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.res.Ran++
+	switch status {
+	case StatusOK:
+		p.res.OK++
+	case StatusInterrupted:
+		p.res.Interrupted = true
+	default:
+		p.res.Failed++
+	}
 	secs := p.o.Now().Sub(p.curStart).Seconds()
 	p.overhead = append(p.overhead, secs-p.d.Sweep.Config(r).Duration)
 	p.cur = nil

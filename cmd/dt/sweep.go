@@ -39,17 +39,17 @@ The sweep file (strict YAML):
   name: partial-vs-rate
   base: {system: etcd, topology: simple, workload: uniform, fault: partial-partition, duration: 30}
   axes:
-    rate: [100, 1000, 10000]                     # a list
+    rate: [100, 1000, 10000]                         # a list
     number-nodes: [3, 5]
-    mtbf: {from: 0.5, to: 4, steps: 4, log: true} # or a range: step | steps, log
-  zip: [[number-nodes, kill-n]]                  # axes varying together (optional)
+    # mtbf: {from: 0.5, to: 4, steps: 4, log: true}  # or a range: step | steps, log
+  # zip: [[number-nodes, kill-n]]                    # axes varying together, same length
   repeats: 3
-  seed: 42                                       # each run's seed derives from it
-  plots:                                         # optional; default from the axes
+  seed: 42                                           # each run's seed derives from it
+  plots:                                             # optional; default from the axes
     - {x: rate, y: p99, by: number-nodes}
 
 base and axes take system, topology, workload, fault and these dt run flags:
-  ` + strings.Join(sweep.ParamNames()[4:], ", ") + `
+` + wrapList(sweep.ParamNames()[4:], "  ", 88) + `
 Plot figures: p50, p99, max-latency, throughput, during-p99, during-throughput,
 unavailability, recovery, recovery-from-heal, leader-changes, failed, seconds, or any
 sweep.csv column (windows.after.latency_ms.p99, linearizability.result, ...).`,
@@ -163,4 +163,26 @@ func rel(path string) string {
 		return r
 	}
 	return path
+}
+
+// wrapList joins names with commas into indented lines of at most width bytes.
+func wrapList(names []string, indent string, width int) string {
+	var b strings.Builder
+	line := indent
+	for i, n := range names {
+		item := n
+		if i < len(names)-1 {
+			item += ","
+		}
+		if len(line)+1+len(item) > width && line != indent {
+			b.WriteString(line + "\n")
+			line = indent
+		}
+		if line != indent {
+			line += " "
+		}
+		line += item
+	}
+	b.WriteString(line)
+	return b.String()
 }
