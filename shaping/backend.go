@@ -19,6 +19,12 @@ type Backend interface {
 	// a zero imp clears it. It returns an error rather than leave the impairment off or
 	// half-applied.
 	Apply(ctx context.Context, iface string, imp Impairment) error
+	// ApplyRules sets iface's rules: each packet gets the impairment of the first rule
+	// whose destinations contain its destination address (see [Rule]), replacing any
+	// earlier rules of this backend; no rules clears. It fails as Apply does.
+	ApplyRules(ctx context.Context, iface string, rules []Rule) error
+	// Rules returns iface's rules as this backend last applied them; nil when clear.
+	Rules(iface string) []Rule
 	// Clear removes the backend's impairment from iface; clearing a clean iface is a no-op.
 	Clear(ctx context.Context, iface string) error
 	// Name is the backend's name as given to Select: "netem" or "userspace".

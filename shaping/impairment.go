@@ -23,14 +23,14 @@ var ErrInvalidImpairment = errors.New("invalid impairment")
 // impairment.
 type Impairment struct {
 	// Delay is the one-way delay added to every packet.
-	Delay time.Duration
+	Delay time.Duration `json:"delay,omitempty"`
 	// Jitter widens Delay to a uniform distribution over [Delay-Jitter, Delay+Jitter],
 	// clamped at zero. It needs a non-zero Delay, as in netem.
-	Jitter time.Duration
+	Jitter time.Duration `json:"jitter,omitempty"`
 	// Loss is the percentage (0-100) of packets dropped, each independently.
-	Loss float64
+	Loss float64 `json:"loss,omitempty"`
 	// Rate limits the interface to this many bits/s; 0 means unlimited.
-	Rate uint64
+	Rate uint64 `json:"rate,omitempty"`
 }
 
 // IsZero reports whether imp changes nothing.

@@ -3,6 +3,7 @@ package shaping
 import (
 	"errors"
 	"math"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -116,7 +117,8 @@ func TestOwnerTags(t *testing.T) {
 func TestChainRules(t *testing.T) {
 	chain := "-A DT-" + OwnerHash("run1") + "-eth0 "
 	tag := "-m comment --comment dt:run1 "
-	got := chainRules("run1", "eth0", 10, 4096, true)
+	q := func(n uint16) func(int) (uint16, bool) { return func(int) (uint16, bool) { return n, true } }
+	got := chainRules("run1", "eth0", familyIPv4, []Rule{{Impairment: Impairment{Delay: time.Millisecond, Loss: 10}}}, q(4096))
 	want := []string{
 		chain + "-m mark --mark 0xd7000000/0xff000000 " + tag + "-j RETURN",
 		chain + "-m statistic --mode random --probability 0.1 " + tag + "-j MARK --set-xmark 0xd6000000/0xff000000",
@@ -131,7 +133,7 @@ func TestChainRules(t *testing.T) {
 		}
 	}
 	// Loss alone: only the marked packets go to the queue.
-	got = chainRules("run1", "eth0", 100, 4096, false)
+	got = chainRules("run1", "eth0", familyIPv4, []Rule{{Impairment: Impairment{Loss: 100}}}, q(4096))
 	want = []string{
 		chain + "-m mark --mark 0xd7000000/0xff000000 " + tag + "-j RETURN",
 		chain + tag + "-j MARK --set-xmark 0xd6000000/0xff000000",
@@ -139,6 +141,44 @@ func TestChainRules(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("100%% loss rules:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestChainRulesPerDestination: first match wins, so every rule that does not queue a
+// packet returns it; prefixes go to their own family's chain; the default rule applies to
+// both families.
+func TestChainRulesPerDestination(t *testing.T) {
+	chain := "-A DT-" + OwnerHash("run1") + "-eth0 "
+	tag := "-m comment --comment dt:run1 "
+	rules := []Rule{
+		{Dst: []netip.Prefix{netip.MustParsePrefix("10.0.1.2/32"), netip.MustParsePrefix("fd00::2/128")}, Impairment: Impairment{Delay: 50 * time.Millisecond}},
+		{Dst: []netip.Prefix{netip.MustParsePrefix("10.0.1.3/32")}, Impairment: Impairment{Loss: 5}},
+		{Dst: []netip.Prefix{netip.MustParsePrefix("10.0.1.0/24")}},
+		{Impairment: Impairment{Delay: 20 * time.Millisecond}},
+	}
+	queues := []uint16{4097, 4097, 0, 4098}
+	queue := func(i int) (uint16, bool) { return queues[i], queues[i] != 0 }
+	got := chainRules("run1", "eth0", familyIPv4, rules, queue)
+	want := []string{
+		chain + "-m mark --mark 0xd7000000/0xff000000 " + tag + "-j RETURN",
+		chain + "-d 10.0.1.2/32 " + tag + "-j NFQUEUE --queue-num 4097",
+		chain + "-d 10.0.1.3/32 -m statistic --mode random --probability 0.05 " + tag + "-j MARK --set-xmark 0xd6000000/0xff000000",
+		chain + "-d 10.0.1.3/32 -m mark --mark 0xd6000000/0xff000000 " + tag + "-j NFQUEUE --queue-num 4097",
+		chain + "-d 10.0.1.3/32 " + tag + "-j RETURN",
+		chain + "-d 10.0.1.0/24 " + tag + "-j RETURN",
+		chain + tag + "-j NFQUEUE --queue-num 4098",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("ipv4 rules:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	got = chainRules("run1", "eth0", familyIPv6, rules, queue)
+	want = []string{
+		chain + "-m mark --mark 0xd7000000/0xff000000 " + tag + "-j RETURN",
+		chain + "-d fd00::2/128 " + tag + "-j NFQUEUE --queue-num 4097",
+		chain + tag + "-j NFQUEUE --queue-num 4098",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("ipv6 rules:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 

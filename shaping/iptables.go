@@ -147,38 +147,59 @@ func (c *config) restoreMangle(ctx context.Context, f family, body []string) err
 	return nil
 }
 
-// chainRules is the body of owner's chain for iface: let through what a delayer sent on
-// (it was impaired already), mark the packets to lose, and queue what the delayer must
-// see: everything when there is a delay, else only the marked packets. The delayer drops
-// marked packets silently (see delayer.go for why not DROP here). No --queue-bypass:
-// without a reader bound, the kernel drops queued packets instead of passing them
-// unimpaired.
+// chainRules is the body of owner's chain for iface in family f: let through what a
+// delayer sent on (it was impaired already), then for each rule and each of its prefixes
+// of the family (the default rule: every packet) mark the packets to lose and queue what
+// a delayer must see: everything when the rule has a delay, else only the marked packets;
+// what the rule does not queue returns, so that no later rule sees it (first match
+// wins). The delayer drops marked packets silently (see delayer.go for why not DROP
+// here). No --queue-bypass: without a reader bound, the kernel drops queued packets
+// instead of passing them unimpaired. queue gives rule i's queue, if it has one.
 //
 // Equivalent to:
 //
 //	iptables -t mangle -A DT-<hash>-<iface> -m mark --mark 0xd7000000/0xff000000 -m comment --comment dt:<owner> -j RETURN
-//	iptables -t mangle -A DT-<hash>-<iface> -m statistic --mode random --probability <Loss/100> -m comment --comment dt:<owner> -j MARK --set-xmark 0xd6000000/0xff000000
-//	iptables -t mangle -A DT-<hash>-<iface> -m comment --comment dt:<owner> -j NFQUEUE --queue-num <q>   # with a delay
-//	iptables -t mangle -A DT-<hash>-<iface> -m mark --mark 0xd6000000/0xff000000 -m comment --comment dt:<owner> -j NFQUEUE --queue-num <q>   # loss only
-func chainRules(owner, iface string, loss float64, queue uint16, delay bool) []string {
+//	iptables -t mangle -A DT-<hash>-<iface> [-d P] -m statistic --mode random --probability <Loss/100> -m comment --comment dt:<owner> -j MARK --set-xmark 0xd6000000/0xff000000
+//	iptables -t mangle -A DT-<hash>-<iface> [-d P] -m comment --comment dt:<owner> -j NFQUEUE --queue-num <q>   # with a delay
+//	iptables -t mangle -A DT-<hash>-<iface> [-d P] -m mark --mark 0xd6000000/0xff000000 -m comment --comment dt:<owner> -j NFQUEUE --queue-num <q>   # loss only
+//	iptables -t mangle -A DT-<hash>-<iface> -d P -m comment --comment dt:<owner> -j RETURN   # loss only, or no impairment
+func chainRules(owner, iface string, f family, rules []Rule, queue func(i int) (uint16, bool)) []string {
 	chain := ChainName(owner, iface)
 	tag := "-m comment --comment " + comment(owner)
 	mark := func(m int) string { return fmt.Sprintf("%#x/%#x", m, MarkMask) }
-	rules := []string{fmt.Sprintf("-A %s -m mark --mark %s %s -j RETURN", chain, mark(MarkSent), tag)}
-	switch {
-	case loss >= 100:
-		rules = append(rules, fmt.Sprintf("-A %s %s -j MARK --set-xmark %s", chain, tag, mark(MarkLost)))
-	case loss > 0:
-		p := strconv.FormatFloat(loss/100, 'f', -1, 64)
-		rules = append(rules, fmt.Sprintf("-A %s -m statistic --mode random --probability %s %s -j MARK --set-xmark %s", chain, p, tag, mark(MarkLost)))
+	out := []string{fmt.Sprintf("-A %s -m mark --mark %s %s -j RETURN", chain, mark(MarkSent), tag)}
+	for i, r := range rules {
+		var dsts []string
+		if r.IsDefault() {
+			dsts = []string{""}
+		}
+		for _, p := range r.Dst {
+			if p.Addr().Is4() == (f.name == familyIPv4.name) {
+				dsts = append(dsts, "-d "+p.Masked().String()+" ")
+			}
+		}
+		q, queued := queue(i)
+		for _, d := range dsts {
+			switch {
+			case r.Loss >= 100:
+				out = append(out, fmt.Sprintf("-A %s %s%s -j MARK --set-xmark %s", chain, d, tag, mark(MarkLost)))
+			case r.Loss > 0:
+				p := strconv.FormatFloat(r.Loss/100, 'f', -1, 64)
+				out = append(out, fmt.Sprintf("-A %s %s-m statistic --mode random --probability %s %s -j MARK --set-xmark %s", chain, d, p, tag, mark(MarkLost)))
+			}
+			switch {
+			case r.Delay > 0 && queued:
+				out = append(out, fmt.Sprintf("-A %s %s%s -j NFQUEUE --queue-num %d", chain, d, tag, q))
+				continue
+			case r.Loss > 0 && queued:
+				out = append(out, fmt.Sprintf("-A %s %s-m mark --mark %s %s -j NFQUEUE --queue-num %d", chain, d, mark(MarkLost), tag, q))
+			}
+			if d != "" { // the default rule is last: the chain ends there anyway
+				out = append(out, fmt.Sprintf("-A %s %s%s -j RETURN", chain, d, tag))
+			}
+		}
 	}
-	switch {
-	case delay:
-		rules = append(rules, fmt.Sprintf("-A %s %s -j NFQUEUE --queue-num %d", chain, tag, queue))
-	case loss > 0:
-		rules = append(rules, fmt.Sprintf("-A %s -m mark --mark %s %s -j NFQUEUE --queue-num %d", chain, mark(MarkLost), tag, queue))
-	}
-	return rules
+	return out
 }
 
 // jumpRule sends iface's egress to owner's chain; it goes first in POSTROUTING so that no
@@ -189,9 +210,9 @@ func jumpRule(owner, iface string) string {
 	return fmt.Sprintf("-o %s -m comment --comment %s -j %s", iface, comment(owner), ChainName(owner, iface))
 }
 
-// installRules makes owner's chain for iface hold exactly rules and jumps to it, in one
-// transaction per family.
-func (c *config) installRules(ctx context.Context, fams []family, owner, iface string, rules []string) error {
+// installRules makes owner's chain for iface hold exactly rules[family name] and jumps to
+// it, in one transaction per family.
+func (c *config) installRules(ctx context.Context, fams []family, owner, iface string, rules map[string][]string) error {
 	chain := ChainName(owner, iface)
 	for _, f := range fams {
 		st, err := c.saveMangle(ctx, f)
@@ -199,7 +220,7 @@ func (c *config) installRules(ctx context.Context, fams []family, owner, iface s
 			return err
 		}
 		// Declaring the chain in a --noflush restore creates it or flushes it.
-		body := append([]string{":" + chain + " - [0:0]"}, rules...)
+		body := append([]string{":" + chain + " - [0:0]"}, rules[f.name]...)
 		if !hasJump(st, chain) {
 			body = append(body, "-I "+hookName+" 1 "+jumpRule(owner, iface))
 		}

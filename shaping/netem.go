@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -18,7 +19,7 @@ type Netem struct {
 	cfg    config
 
 	mu      sync.Mutex
-	applied map[string]bool
+	applied map[string][]Rule
 }
 
 // NewNetem returns the netem backend for owner. It does not check that the kernel has
@@ -31,29 +32,55 @@ func NewNetem(owner string, opts ...Option) (*Netem, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Netem{owner: owner, handle: QdiscHandle(owner), cfg: cfg, applied: map[string]bool{}}, nil
+	return &Netem{owner: owner, handle: QdiscHandle(owner), cfg: cfg, applied: map[string][]Rule{}}, nil
 }
 
 // Name returns "netem".
 func (n *Netem) Name() string { return NameNetem }
 
-// Apply makes iface's root qdisc a netem with imp, or removes it when imp is zero. A root
-// qdisc that is neither the kernel's default nor the owner's is left alone and reported
-// as [ErrForeignQdisc].
+// Apply makes iface's root qdisc a netem with imp, or removes it when imp is zero: ApplyRules
+// with one default rule.
 //
 // Equivalent to: tc qdisc replace dev <iface> root handle d7XX: netem delay <Delay> <Jitter> loss <Loss>% rate <Rate>bit limit <n>
 func (n *Netem) Apply(ctx context.Context, iface string, imp Impairment) error {
-	if err := validIface(iface); err != nil {
-		return err
-	}
 	if err := imp.Validate(); err != nil {
 		return fmt.Errorf("shaping: %s: %w", iface, err)
 	}
-	if imp.IsZero() {
+	return n.ApplyRules(ctx, iface, []Rule{{Impairment: imp}})
+}
+
+// ApplyRules sets iface's rules. When every packet gets the same impairment the root is a
+// single netem qdisc; otherwise an htb classifier with u32 filters per destination and a
+// netem leaf per distinct impairment (see tree.go), changed make-before-break. Switching
+// between the two replaces the root: for that moment packets pass unshaped. A root qdisc
+// that is neither the kernel's default nor the owner's is left alone and reported as
+// [ErrForeignQdisc]. If the change fails, the owner's root is removed and the error
+// returned.
+//
+// Equivalent to: tc qdisc replace dev <iface> root handle d7XX: netem ... (one impairment), or
+//
+//	tc qdisc add dev <iface> root handle d7XX: htb
+//	tc class add dev <iface> parent d7XX: classid d7XX:<m> htb rate 100gbit
+//	tc qdisc add dev <iface> parent d7XX:<m> handle d8<m>: netem delay ... loss ... rate ...
+//	tc filter add dev <iface> parent d7XX: protocol ip prio <p> u32 match ip dst <prefix> flowid d7XX:<m>
+//	tc filter add dev <iface> parent d7XX: protocol all prio <last> u32 match u32 0 0 flowid d7XX:<default>
+func (n *Netem) ApplyRules(ctx context.Context, iface string, rules []Rule) error {
+	if err := validIface(iface); err != nil {
+		return err
+	}
+	if err := ValidateRules(rules); err != nil {
+		return fmt.Errorf("shaping: %s: %w", iface, err)
+	}
+	rules = normalRules(rules)
+	if len(rules) == 0 {
 		return n.Clear(ctx, iface)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	plan, err := planTree(rules, treeNetem)
+	if err != nil {
+		return fmt.Errorf("shaping: %s: %w", iface, err)
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -66,15 +93,31 @@ func (n *Netem) Apply(ctx context.Context, iface string, imp Impairment) error {
 	if err != nil {
 		return err
 	}
-	if err := replaceRoot(h, link, buildNetem(link.Attrs().Index, n.handle, imp)); err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("%w: %w", ErrNetemUnavailable, err)
-		}
-		return err
+	if leaf, uniform := plan.uniform(); uniform {
+		err = replaceSingle(h, link, buildNetem(link.Attrs().Index, n.handle, leaf))
+	} else {
+		err = applyTree(h, link, n.handle, plan, treeNetem)
 	}
-	n.applied[iface] = true
-	n.cfg.log.Debug("netem applied", "owner", n.owner, "iface", iface, "impairment", imp.String())
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) && !errors.Is(err, ErrNetemUnavailable) {
+			err = fmt.Errorf("%w: %w", ErrNetemUnavailable, err)
+		}
+		if _, ferr := checkRoot(h, link, n.handle); !errors.Is(ferr, ErrForeignQdisc) {
+			err = errors.Join(err, deleteRoot(h, link, n.handle))
+		}
+		delete(n.applied, iface)
+		return fmt.Errorf("shaping: apply %s to %s: %w", rulesString(rules), iface, err)
+	}
+	n.applied[iface] = rules
+	n.cfg.log.Debug("netem applied", "owner", n.owner, "iface", iface, "rules", rulesString(rules))
 	return nil
+}
+
+// Rules returns iface's rules as last applied by this backend (nil when clear).
+func (n *Netem) Rules(iface string) []Rule {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.applied[iface])
 }
 
 // Clear removes the owner's root qdisc from iface, if there is one.

@@ -688,8 +688,8 @@ func TestCleanupNamespaceOwnerOnly(t *testing.T) {
 	// Forget um without clearing, as a crash would: its queues go, its rules stay.
 	um.mu.Lock()
 	for _, l := range um.links {
-		if l.d != nil {
-			_ = l.d.stop(ctx)
+		for _, d := range l.ds {
+			_ = d.stop(ctx)
 		}
 	}
 	um.links = map[string]*usLink{}

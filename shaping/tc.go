@@ -67,6 +67,21 @@ func replaceRoot(h *netlink.Handle, link netlink.Link, q netlink.Qdisc) error {
 	return nil
 }
 
+// replaceSingle makes q link's root, first removing a root of ours of another kind (an
+// htb tree, say), which tc cannot change in place: packets pass unshaped for that moment.
+func replaceSingle(h *netlink.Handle, link netlink.Link, q netlink.Qdisc) error {
+	cur, err := rootQdisc(h, link)
+	if err != nil {
+		return err
+	}
+	if cur != nil && cur.Attrs().Handle == q.Attrs().Handle && cur.Type() != q.Type() {
+		if err := h.QdiscDel(cur); err != nil {
+			return fmt.Errorf("shaping: tc qdisc del dev %s root handle %s: %w", link.Attrs().Name, netlink.HandleStr(q.Attrs().Handle), err)
+		}
+	}
+	return replaceRoot(h, link, q)
+}
+
 // deleteRoot removes link's root qdisc if it carries handle; the kernel then puts its
 // default back.
 //
