@@ -28,14 +28,14 @@ import (
 // one generation or the other, never by neither.
 
 const (
-	genMinor     = 0x80      // class minors: generation 0 uses 0x01-0x7f, generation 1 0x81-0xff
+	genMinor     = 0x80 // class minors: generation 0 uses 0x01-0x7f, generation 1 0x81-0xff
 	maxClasses   = genMinor - 1
-	leafMajor    = 0xd800    // a class's leaf qdisc is d8<minor>: (roots are d7XX:, so no clash)
-	filterSpan   = 0x3f00    // filter priorities per generation; the last is the match-all
-	unlimitedBit = 100e9     // an htb class that only classifies
-	classQuantum = 60000     // no class borrows from another, so any sane quantum will do
-	filterBase0  = 0x0100    // generation 0's first filter priority
-	filterBase1  = 0x4100    // generation 1's
+	leafMajor    = 0xd800 // a class's leaf qdisc is d8<minor>: (roots are d7XX:, so no clash)
+	filterSpan   = 0x3f00 // filter priorities per generation; the last is the match-all
+	unlimitedBit = 100e9  // an htb class that only classifies
+	classQuantum = 60000  // no class borrows from another, so any sane quantum will do
+	filterBase0  = 0x0100 // generation 0's first filter priority
+	filterBase1  = 0x4100 // generation 1's
 	treeMaxPrefs = filterSpan - 1
 )
 
