@@ -247,10 +247,10 @@ func TestShellScriptedSession(t *testing.T) {
 	}
 }
 
-// readEvents reads the events.jsonl of the only run under root.
+// readEvents reads the events.jsonl of the only run under root (through its latest link).
 func readEvents(t *testing.T, root string) []results.Event {
 	t.Helper()
-	paths, _ := filepath.Glob(filepath.Join(root, "*", "*", "events.jsonl"))
+	paths, _ := filepath.Glob(filepath.Join(root, "*", "latest", "events.jsonl"))
 	if len(paths) != 1 {
 		t.Fatalf("want one events.jsonl under %s, have %v", root, paths)
 	}
@@ -308,10 +308,18 @@ func (x *tmux) waitFor(from int, re *regexp.Regexp, d time.Duration) []string {
 			}
 		}
 		if time.Now().After(deadline) {
-			x.t.Fatalf("the pane never showed %q within %s:\n%s", re, d, s)
+			x.t.Fatalf("the pane never showed %q within %s after %q:\n%s", re, d, s[min(from, len(s)):], s)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// atPrompt waits until the pane ends with an empty prompt and returns where what is
+// typed next will appear.
+func (x *tmux) atPrompt() int {
+	x.t.Helper()
+	x.waitFor(0, regexp.MustCompile(`(?s)dt>\s*$`), 60*time.Second)
+	return len(x.screen())
 }
 
 // TestShellInteractiveTmux opens the prompt in a real terminal (a tmux pane), types
@@ -335,7 +343,7 @@ func TestShellInteractiveTmux(t *testing.T) {
 	id := m[1]
 	x.waitFor(0, regexp.MustCompile(`(?m)^dt>\s*$`), 2*time.Minute)
 
-	from := len(x.screen())
+	from := x.atPrompt()
 	x.run("send-keys", "-t", "dt", "status", "Enter")
 	status := regexp.MustCompile(`(?s)leader: (s\d) \(term (\d+)\)\s*\n\s*member\s+process.*?\n(.*?)load:`)
 	m = x.waitFor(from, status, 30*time.Second)
@@ -352,9 +360,9 @@ func TestShellInteractiveTmux(t *testing.T) {
 	}
 
 	// Tab completes "pin" to "pingall".
-	from = len(x.screen())
+	from = x.atPrompt()
 	x.run("send-keys", "-t", "dt", "pin", "Tab")
-	x.waitFor(from, regexp.MustCompile(`dt> pingall\s*$`), 10*time.Second)
+	x.waitFor(from, regexp.MustCompile(`^\s*pingall\s*$`), 10*time.Second) // from is just after the prompt
 	x.run("send-keys", "-t", "dt", "Enter")
 	x.waitFor(from, regexp.MustCompile(`\*\*\* Results: 0% dropped \(12/12 received\)`), 30*time.Second)
 	for _, n := range []string{"s1", "s2", "s3", "c1"} {
@@ -366,7 +374,7 @@ func TestShellInteractiveTmux(t *testing.T) {
 	}
 
 	// Ctrl-C drops the line being typed and leaves the session up.
-	from = len(x.screen())
+	from = x.atPrompt()
 	x.run("send-keys", "-t", "dt", "kill lead", "C-c")
 	x.run("send-keys", "-t", "dt", "leader", "Enter")
 	x.waitFor(from, regexp.MustCompile(`(?m)^s\d \(term \d+\)`), 15*time.Second)
@@ -374,7 +382,9 @@ func TestShellInteractiveTmux(t *testing.T) {
 		t.Errorf("Ctrl-C did not drop the line: a member was killed:\n%s", x.screen()[from:])
 	}
 
+	x.atPrompt()
 	x.run("send-keys", "-t", "dt", "exit", "Enter")
+	defer func() { t.Logf("pane:\n%s", x.screen()) }()
 	x.waitFor(from, regexp.MustCompile(`DT-EXIT=0`), 90*time.Second)
 	if !strings.Contains(x.screen(), "tearing down "+id) {
 		t.Errorf("exit did not report the teardown of %s", id)
