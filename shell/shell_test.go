@@ -79,7 +79,7 @@ func TestComplete(t *testing.T) {
 		{"help he", []string{"help", "heal"}},
 		{"link s1 s2 --d", []string{"--delay"}},
 		{"c1 ping -c1 s", []string{"s1", "s2", "s3"}},
-		{"c1 ", []string{}}, // the program: not completed
+		{"c1 ", []string{}},   // the program: not completed
 		{"kill ", []string{}}, // no system: nothing to kill
 		{"zz ", []string{}},
 	} {
