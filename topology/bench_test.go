@@ -216,8 +216,12 @@ func printUpDownTable(results map[int]*upDownSamples, haveMN bool, mnWhy string)
 			fmt.Fprintf(&b, "%-5d %8d %9.1f %9.1f %9.1f %12.1f %9.3f\n", n, len(s.total), ms(median(s.up)), ms(median(s.down)),
 				ms(tot), ms(median(s.mn)), float64(tot)/float64(median(s.mn)))
 		case haveMN:
-			fmt.Fprintf(&b, "%-5d %8d %9.1f %9.1f %9.1f %12s %9s   mininet failed: %v\n", n, len(s.total), ms(median(s.up)),
-				ms(median(s.down)), ms(tot), "-", "-", s.mnErr)
+			why := "mininet not run (dt failed first)"
+			if s.mnErr != nil {
+				why = "mininet failed: " + s.mnErr.Error()
+			}
+			fmt.Fprintf(&b, "%-5d %8d %9.1f %9.1f %9.1f %12s %9s   %s\n", n, len(s.total), ms(median(s.up)),
+				ms(median(s.down)), ms(tot), "-", "-", why)
 		default:
 			ref := mininetReference[n]
 			fmt.Fprintf(&b, "%-5d %8d %9.1f %9.1f %9.1f %14.0f %9.3f\n", n, len(s.total), ms(median(s.up)), ms(median(s.down)),
