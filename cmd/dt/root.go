@@ -50,7 +50,7 @@ records every client operation.
 // verbs lists every subcommand; each lives in its own file.
 func verbs() []*cobra.Command {
 	return []*cobra.Command{
-		newRunCmd(), newUpCmd(), newDownCmd(), newLsCmd(), newExecCmd(), newShellCmd(),
+		newRunCmd(), newSweepCmd(), newUpCmd(), newDownCmd(), newLsCmd(), newExecCmd(), newShellCmd(),
 		newPartitionCmd(), newHealCmd(), newCleanCmd(), newReportCmd(), newCompareCmd(), newAgentCmd(),
 	}
 }
