@@ -33,6 +33,9 @@ type Live struct {
 	State *State
 	OVS   *ovs.Instance
 	Spec  Spec
+	// Shapers shape each node's links (its agent); nil until agents run. ApplyLinks,
+	// ShapeLink and Impair need them.
+	Shapers map[string]NodeShaper
 }
 
 // ErrNotRoot is returned when dt lacks the privileges to create namespaces.
@@ -249,6 +252,11 @@ func Teardown(ctx context.Context, st *State) error {
 	}
 	if err := KillRunProcesses(st.RunID); err != nil {
 		errs = append(errs, err)
+	}
+	// The agents that shaped the links are gone; their rules and qdiscs go with the
+	// namespaces anyway, but remove them first and exactly, as a crashed run's would be.
+	if st.Shaper != "" {
+		errs = append(errs, cleanupShaping(ctx, st))
 	}
 	// The switch ends of the veths live in the switch namespace (older runs: the host's).
 	links := netlink.Handle{}

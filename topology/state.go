@@ -71,6 +71,7 @@ type State struct {
 	Namespaces []string          `json:"namespaces"`
 	Veths      []string          `json:"veths"`
 	Agents     map[string]string `json:"agents,omitempty"` // node → agent socket
+	Shaper     string            `json:"shaper,omitempty"` // link shaping backend in use (netem, userspace); set before the first impairment
 	Extra      map[string]string `json:"extra,omitempty"`  // system, endpoints, ... for other verbs
 }
 
