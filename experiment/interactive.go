@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dtlab/dt/agent"
@@ -67,18 +68,17 @@ func (c *Cluster) RunFault(ctx context.Context, name string, window time.Duratio
 		return fmt.Errorf("fault %s: %w", name, err)
 	}
 	lead := time.Duration(from * float64(p.Duration))
-	c.mu.Lock()
-	c.cuts++ // also numbers fault runs: each gets its own seeded source
-	seed := uint64(c.Cfg.Seed)
-	stream := uint64(c.cuts)
-	c.mu.Unlock()
 	env := &nowEnv{
 		faultEnv: &faultEnv{c: c, start: time.Now().Add(-lead)},
 		onEvent:  onEvent,
-		rng:      rand.New(rand.NewPCG(seed, 0x64740000+stream)),
+		// Each fault fired gets its own stream of the run's seed.
+		rng: rand.New(rand.NewPCG(uint64(c.Cfg.Seed), 0x64740000+faultRuns.Add(1))),
 	}
 	return f.Run(ctx, env, p)
 }
+
+// faultRuns numbers the faults fired with RunFault.
+var faultRuns atomic.Uint64
 
 // nowEnv is the faults.Env of a fault fired from the shell: its own random source (faults
 // may run concurrently there, and a rand.Rand is not safe for that) and an event hook.

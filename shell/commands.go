@@ -56,6 +56,8 @@ func init() {
 		{name: "isolate", usage: "NODE", summary: "cut a node from every other node",
 			run: (*Shell).cmdIsolate, complete: nodesThenFlags(1)},
 		{name: "heal", usage: "[A [B]]", summary: "remove every partition; or those involving A; or the one between A and B",
+			help: "heal alone removes every cut of the run, including those of a running `fault`\n" +
+				"(which still ends on its own schedule) and of `dt partition` from another terminal.",
 			run: (*Shell).cmdHeal, complete: nodesThenFlags(2)},
 		{name: "link", usage: "A B [--delay D] [--jitter D] [--loss PCT] [--rate R] [--clear]", summary: "impair the link between two nodes (delay, jitter, loss, rate)",
 			help: "D is a duration (50ms, 1.5s; a bare number is ms), PCT a percentage, R bits/s\n" +

@@ -229,7 +229,7 @@ func (s *Shell) runTerminal(ctx context.Context, in, out *os.File) error {
 			continue // Ctrl-C drops the line
 		}
 		if errors.Is(r.err, io.EOF) {
-			s.printf("exit\n")
+			fmt.Fprint(out, "exit\n") // after the prompt, as a shell echoes Ctrl-D
 			return nil
 		}
 		if r.err != nil && !errors.Is(r.err, term.ErrPasteIndicator) {

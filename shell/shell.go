@@ -38,8 +38,6 @@ type Options struct {
 	Cluster *experiment.Cluster
 	// Load drives the client workload; nil without a system. The shell stops it at exit.
 	Load *experiment.Load
-	// Fault is the fault `fault` fires when given no name ("" = it must be named).
-	Fault string
 	// Params are the defaults of `fault`'s flags; Window the default of --duration.
 	Params faults.Params
 	Window time.Duration
