@@ -93,6 +93,8 @@ type server struct {
 
 	shutdownOnce sync.Once
 	shutdownc    chan struct{}
+
+	links *linkShaper // link impairments on this node's interfaces (shaping.go)
 }
 
 func newServer(opts Options) (*server, error) {
@@ -172,6 +174,7 @@ func (s *server) serve(ctx context.Context) error {
 	}
 	cancel()
 	s.sup.killAll(5 * time.Second)
+	s.closeShaping()
 	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer scancel()
 	if err := hs.Shutdown(sctx); err != nil {
@@ -222,6 +225,7 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("POST /dirs/clean", s.handleClean)
 	mux.HandleFunc("GET /system/status", s.handleSystemStatus)
 	mux.HandleFunc("POST /workload", s.handleWorkload)
+	s.shapingRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { notRouted(mux, w, r) })
 	return mux
 }
