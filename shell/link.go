@@ -4,39 +4,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
-	"time"
 
 	"github.com/dtlab/dt/results"
 	"github.com/dtlab/dt/shaping"
+	"github.com/dtlab/dt/topology"
 )
 
 // LinkShaper impairs the traffic between two nodes, both ways; a zero Impairment removes
-// the impairment. It is the seam between `link` and package shaping: pass one in
-// Options.Links, or give *experiment.Cluster or *topology.Live a ShapeLink method and
-// the shell finds it by type assertion.
+// the impairment. *topology.Live is one (through the nodes' agents); Options.Links
+// replaces it.
 type LinkShaper interface {
 	ShapeLink(ctx context.Context, a, b string, imp shaping.Impairment) error
 }
 
-// ErrLinkShapingUnavailable is returned by `link` while nothing implements LinkShaper.
-var ErrLinkShapingUnavailable = errors.New("link shaping is not available in dt yet: package shaping has no hook into a live topology (see shell.LinkShaper)")
+var _ LinkShaper = (*topology.Live)(nil)
 
-// linkShaper finds the LinkShaper of this session, if any.
+// linkShaper is what `link` acts through.
 func (s *Shell) linkShaper() LinkShaper {
 	if s.opts.Links != nil {
 		return s.opts.Links
 	}
-	if s.cluster != nil {
-		if l, ok := any(s.cluster).(LinkShaper); ok {
-			return l
-		}
-	}
-	if l, ok := any(s.live).(LinkShaper); ok {
-		return l
-	}
-	return nil
+	return s.live
 }
 
 func (s *Shell) cmdLink(ctx context.Context, args []string) error {
@@ -73,13 +61,10 @@ func (s *Shell) cmdLink(ctx context.Context, args []string) error {
 		return fmt.Errorf("link: %s and %s are the same node", pos[0], pos[1])
 	}
 	ls := s.linkShaper()
-	if ls == nil {
-		return fmt.Errorf("link %s <-> %s %s: %w", a, b, imp, ErrLinkShapingUnavailable)
-	}
 	name := "link " + a + " <-> " + b
 	if *clear {
 		if err := ls.ShapeLink(ctx, a, b, imp); err != nil {
-			return fmt.Errorf("link: %w", err)
+			return linkError(err)
 		}
 		s.record(results.Event{Type: results.EventFaultEnd, Fault: name, Action: "clear", Targets: []string{a, b}})
 		s.printf("cleared %s <-> %s\n", a, b)
@@ -88,69 +73,45 @@ func (s *Shell) cmdLink(ctx context.Context, args []string) error {
 	s.record(results.Event{Type: results.EventFaultStart, Fault: name, Action: "shape", Targets: []string{a, b}, Detail: imp.String()})
 	if err := ls.ShapeLink(ctx, a, b, imp); err != nil {
 		s.record(results.Event{Type: results.EventFaultEnd, Fault: name, Detail: "failed: " + err.Error()})
-		return fmt.Errorf("link: %w", err)
+		return linkError(err)
 	}
 	s.printf("%s <-> %s: %s\n", a, b, imp)
 	return nil
 }
 
-// parseImpairment reads the flags of `link`; empty strings leave a field zero.
+// linkError explains the one failure a user can do something about.
+func linkError(err error) error {
+	if errors.Is(err, topology.ErrNoShapers) {
+		return errors.New("link: links are shaped by the agents in the nodes, and this topology runs none: " +
+			"`dt up SYSTEM TOPOLOGY` starts them, `dt up TOPOLOGY` does not")
+	}
+	return fmt.Errorf("link: %w", err)
+}
+
+// parseImpairment reads the flags of `link`; empty strings leave a field zero. A rate
+// needs its unit (10mbit).
 func parseImpairment(delay, jitter, loss, rate string) (shaping.Impairment, error) {
 	var imp shaping.Impairment
 	var err error
-	if imp.Delay, err = parseDelay(delay); err != nil {
-		return imp, fmt.Errorf("--delay: %w", err)
-	}
-	if imp.Jitter, err = parseDelay(jitter); err != nil {
-		return imp, fmt.Errorf("--jitter: %w", err)
-	}
-	if loss != "" {
-		if imp.Loss, err = strconv.ParseFloat(strings.TrimSuffix(loss, "%"), 64); err != nil {
-			return imp, fmt.Errorf("--loss %q: not a percentage", loss)
+	if delay != "" {
+		if imp.Delay, err = shaping.ParseDelay(delay); err != nil {
+			return imp, fmt.Errorf("--delay: %w", err)
 		}
 	}
-	if imp.Rate, err = ParseRate(rate); err != nil {
-		return imp, fmt.Errorf("--rate: %w", err)
+	if jitter != "" {
+		if imp.Jitter, err = shaping.ParseDelay(jitter); err != nil {
+			return imp, fmt.Errorf("--jitter: %w", err)
+		}
+	}
+	if loss != "" {
+		if imp.Loss, err = shaping.ParseLoss(loss); err != nil {
+			return imp, fmt.Errorf("--loss: %w", err)
+		}
+	}
+	if rate != "" {
+		if imp.Rate, err = shaping.ParseRate(rate, 0); err != nil {
+			return imp, fmt.Errorf("--rate: %w", err)
+		}
 	}
 	return imp, imp.Validate()
-}
-
-// parseDelay reads a duration; a bare number is milliseconds, as in reckon's flags.
-func parseDelay(v string) (time.Duration, error) {
-	if v == "" {
-		return 0, nil
-	}
-	if f, err := strconv.ParseFloat(v, 64); err == nil {
-		return time.Duration(f * float64(time.Millisecond)), nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration like 50ms", v)
-	}
-	return d, nil
-}
-
-// ParseRate reads a rate in bits/s as tc writes it: a number with an optional unit bit,
-// kbit, mbit, gbit (or k, m, g; decimal multiples; case ignored). tc's bytes-per-second
-// units (kbps...) are refused rather than misread.
-func ParseRate(v string) (uint64, error) {
-	if v == "" {
-		return 0, nil
-	}
-	s := strings.ToLower(strings.TrimSpace(v))
-	s = strings.TrimSuffix(s, "bit")
-	mult := 1.0
-	switch {
-	case strings.HasSuffix(s, "k"):
-		mult, s = 1e3, strings.TrimSuffix(s, "k")
-	case strings.HasSuffix(s, "m"):
-		mult, s = 1e6, strings.TrimSuffix(s, "m")
-	case strings.HasSuffix(s, "g"):
-		mult, s = 1e9, strings.TrimSuffix(s, "g")
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f < 0 {
-		return 0, fmt.Errorf("%q is not a rate like 10mbit", v)
-	}
-	return uint64(f * mult), nil
 }
