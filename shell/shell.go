@@ -41,8 +41,7 @@ type Options struct {
 	// Params are the defaults of `fault`'s flags; Window the default of --duration.
 	Params faults.Params
 	Window time.Duration
-	// Links impairs links for `link`; nil = look for the capability on Cluster and Live,
-	// and report that link shaping is not available when neither has it.
+	// Links impairs links for `link`; nil = Live (through the nodes' agents).
 	Links LinkShaper
 	// Out and Err receive the output (default os.Stdout and os.Stderr).
 	Out, Err io.Writer
@@ -59,8 +58,8 @@ type Shell struct {
 	// lives as long as it, not as long as the command that started it.
 	session context.Context
 
-	outMu sync.Mutex
-	out   io.Writer // guarded by outMu only for asynchronous notes; commands write directly
+	outMu sync.Mutex // serialises output: commands and background notes share it
+	out   io.Writer  // the terminal at the prompt (it redraws the line being typed), else Options.Out
 	err   io.Writer
 
 	interactive  bool        // on a terminal: node commands get the terminal as stdin

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -230,4 +232,63 @@ func TestFormatEventLine(t *testing.T) {
 func jsonLine(e results.Event) (string, error) {
 	b, err := json.Marshal(e)
 	return string(b), err
+}
+
+func TestDetectMode(t *testing.T) {
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	file, err := os.CreateTemp(t.TempDir(), "script")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	for _, tc := range []struct {
+		name string
+		in   *os.File
+		want Mode
+	}{
+		{"/dev/null", devnull, ModeNone},
+		{"a pipe", r, ModeScript},
+		{"a file", file, ModeScript},
+	} {
+		if got := DetectMode(tc.in, w); got != tc.want {
+			t.Errorf("stdin %s: mode %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestScriptMode: every command is echoed after the prompt, a failure is reported and
+// counted without stopping the script, comments and blank lines are skipped, and exit
+// ends it.
+func TestScriptMode(t *testing.T) {
+	s, out, errs := newTestShell(t)
+	script := filepath.Join(t.TempDir(), "script")
+	if err := os.WriteFile(script, []byte("# a comment\n\nhelp isolate\nbogus\n  sleep 0.01  \nexit\nnodes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in, err := os.Open(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	err = s.Run(context.Background(), ModeScript, in, nil)
+	if !errors.Is(err, ErrCommandsFailed) || !strings.Contains(err.Error(), "1 of 4") {
+		t.Errorf("Run: %v, want 1 of 4 commands failed", err)
+	}
+	want := "dt> help isolate\nisolate NODE\n  cut a node from every other node\ndt> bogus\ndt> sleep 0.01\ndt> exit\n"
+	if out.String() != want {
+		t.Errorf("output:\n%s\nwant:\n%s", out, want)
+	}
+	if !strings.HasPrefix(errs.String(), `error: unknown command "bogus"`) {
+		t.Errorf("errors:\n%s", errs)
+	}
 }
