@@ -25,15 +25,16 @@ clean:
 	rm -rf bin
 
 # docker builds an image with dt and the Debian packages in .ci/apt-packages and runs
-# DOCKER_CMD in it, privileged (docs/DOCKER.md). No registry is reachable, so the Debian
-# base image is made locally with debootstrap the first time (needs root and debootstrap).
-# The dt binary is built here, static, and copied in: the image needs no Go toolchain.
-# DOCKER_CMD becomes `dt run etcd simple uniform leader` once `dt run` exists; until then
-# dt-smoke runs `dt up simple`, TCP (etcd) between nodes, a partition, heal and down.
+# DOCKER_CMD in it, privileged (docs/DOCKER.md), with ./results mounted so run directories
+# land on the host. No registry is reachable, so the Debian base image is made locally
+# with debootstrap the first time (needs root and debootstrap). The dt binary is built
+# here, static, and copied in: the image needs no Go toolchain. DOCKER_CMD=dt-smoke is a
+# quick self-check (dt up simple, TCP via etcd, partition, heal, down).
 DOCKER ?= docker
 DOCKER_BASE ?= dt-base:bookworm
 DOCKER_IMAGE ?= dt:dev
-DOCKER_CMD ?= dt-smoke
+DOCKER_CMD ?= dt run etcd simple uniform leader
+DOCKER_RUN_ARGS ?= -v $(CURDIR)/results:/root/results
 DOCKER_BUILD_FLAGS ?= --network host
 DOCKER_APT_EXCLUDE ?=
 DOCKER_CTX := bin/docker-context
@@ -45,4 +46,4 @@ docker:
 	grep -v '^[[:space:]]*#' .ci/apt-packages | grep -vxF -e '' $(foreach p,$(DOCKER_APT_EXCLUDE),-e $(p)) >$(DOCKER_CTX)/apt-packages
 	cp docker/smoke.sh $(DOCKER_CTX)/smoke.sh
 	$(DOCKER) build $(DOCKER_BUILD_FLAGS) --build-arg BASE=$(DOCKER_BASE) -t $(DOCKER_IMAGE) -f Dockerfile $(DOCKER_CTX)
-	DOCKER=$(DOCKER) docker/run.sh $(DOCKER_IMAGE) $(DOCKER_CMD)
+	DOCKER=$(DOCKER) DOCKER_RUN_ARGS='$(DOCKER_RUN_ARGS)' docker/run.sh $(DOCKER_IMAGE) $(DOCKER_CMD)

@@ -7,7 +7,8 @@
 # Firecracker VMs lack CAP_SYS_RESOURCE), it uses the nearest thing: every capability the
 # host has, no seccomp filter, writable /proc/sys, and /dev/net/tun.
 #
-# Environment: DOCKER (docker), DOCKER_RUN_FLAGS (replaces the privilege flags).
+# Environment: DOCKER (docker), DOCKER_RUN_FLAGS (replaces the privilege flags),
+# DOCKER_RUN_ARGS (more docker run arguments, e.g. volumes).
 set -eu
 docker=${DOCKER:-docker}
 image=${1:?usage: run.sh IMAGE [CMD...]}
@@ -50,4 +51,4 @@ if [ -t 0 ] && [ -t 1 ]; then
 	tty=-it
 fi
 # shellcheck disable=SC2086 # flags are words on purpose
-exec $docker run $flags $tty --rm "$image" "$@"
+exec $docker run $flags ${DOCKER_RUN_ARGS:-} $tty --rm "$image" "$@"
