@@ -9,10 +9,13 @@ package experiment
 import (
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/dtlab/dt/faults"
+	"github.com/dtlab/dt/shaping"
 	"github.com/dtlab/dt/systems"
 	"github.com/dtlab/dt/topology"
 	"github.com/dtlab/dt/workloads"
@@ -48,6 +51,19 @@ type Config struct {
 	KillTarget string  `json:"kill_target"`
 	Seed       int64   `json:"seed"`
 
+	// Links between two nodes, end to end, one way (reckon's --link-*; see
+	// topology.LinkOptions), the shaping backend, and the amounts of the faults that
+	// degrade links (slow-network, lossy-network, bandwidth-limit and the -leader ones).
+	LinkLatency   float64 `json:"link_latency"`   // ms
+	LinkLoss      float64 `json:"link_loss"`      // percent
+	LinkJitter    float64 `json:"link_jitter"`    // a fraction of the latency
+	LinkBandwidth string  `json:"link_bandwidth"` // "10mbit"; a bare number is Mbit/s; "" = unlimited
+	Shaper        string  `json:"shaper"`         // auto | netem | userspace (config.json's shaper_backend says which ran)
+	FaultDelay    string  `json:"fault_delay"`    // added one-way delay, "100ms" (a bare number is ms)
+	FaultJitter   string  `json:"fault_jitter"`   // jitter of the added delay
+	FaultLoss     float64 `json:"fault_loss"`     // added loss, percent
+	FaultRate     string  `json:"fault_rate"`     // rate limit, "1mbit" (a bare number is Mbit/s)
+
 	ResultsRoot  string  `json:"results_root"`
 	CheckTimeout float64 `json:"check_timeout"` // seconds for the linearizability check
 	Settle       float64 `json:"settle"`        // seconds to wait after the workload for stragglers
@@ -61,6 +77,7 @@ func Defaults() Config {
 		Duration: 60, Rate: 100, Arrival: "uniform", MaxKey: 1, PayloadSize: 10, WriteRatio: 1.0,
 		MaxInflight: workloads.DefaultMaxInflight, OpTimeout: workloads.DefaultOpTimeout, ClientEndpoints: "all",
 		FailureTimeout: 1.0, MTBF: 1.0, KillN: 1, KillTarget: "leader",
+		Shaper: shaping.NameAuto, FaultDelay: "100ms", FaultLoss: 10, FaultRate: "1mbit",
 		ResultsRoot: "results", CheckTimeout: 30,
 	}
 }
@@ -71,7 +88,19 @@ func (c Config) Validate() error {
 	if _, err := systems.Lookup(c.System); err != nil {
 		errs = append(errs, err)
 	}
-	if _, err := topology.Build(c.Topology, topology.BuildOptions{Servers: c.Nodes, Clients: c.Clients}); err != nil {
+	servers, clients := c.Nodes, c.Clients
+	if bo, err := c.BuildOptions(); err != nil {
+		errs = append(errs, err)
+	} else if spec, err := topology.Build(c.Topology, bo); err != nil {
+		errs = append(errs, err)
+	} else {
+		servers, clients = len(spec.Servers()), len(spec.Clients())
+	}
+	if !slices.Contains(shaping.Names(), c.Shaper) {
+		errs = append(errs, fmt.Errorf("--shaper %q: valid are %s", c.Shaper, strings.Join(shaping.Names(), ", ")))
+	}
+	fp, err := c.FaultParams()
+	if err != nil {
 		errs = append(errs, err)
 	}
 	if _, err := workloads.Lookup(c.Workload); err != nil {
@@ -79,11 +108,14 @@ func (c Config) Validate() error {
 	}
 	if _, err := faults.Lookup(c.Fault); err != nil {
 		errs = append(errs, err)
-	} else if err := faults.ValidateParams(c.Fault, c.faultParams(), c.Nodes); err != nil {
+	} else if err := faults.ValidateParams(c.Fault, fp, servers); err != nil {
 		errs = append(errs, err)
 	}
-	if c.Clients < 1 {
-		errs = append(errs, fmt.Errorf("--number-clients %d: a run needs at least one client", c.Clients))
+	if clients < 1 {
+		errs = append(errs, fmt.Errorf("--number-clients %d: a run needs at least one client", clients))
+	}
+	if servers < 1 {
+		errs = append(errs, fmt.Errorf("topology %s has no server", c.Topology))
 	}
 	switch c.ClientEndpoints {
 	case "all", "one":
@@ -101,12 +133,58 @@ func (c Config) Validate() error {
 }
 
 func (c Config) faultParams() faults.Params {
-	return faults.Params{
+	p, _ := c.FaultParams()
+	return p
+}
+
+// FaultParams are the knobs of the fault schedule, with the amounts of the degrading
+// faults parsed; the error names the flag.
+func (c Config) FaultParams() (faults.Params, error) {
+	p := faults.Params{
 		Duration:   secs(c.Duration),
 		MTBF:       secs(c.MTBF),
 		KillN:      c.KillN,
 		KillTarget: c.KillTarget,
+		Loss:       c.FaultLoss,
 	}
+	var errs []error
+	var err error
+	if c.FaultDelay != "" {
+		if p.Delay, err = shaping.ParseDelay(c.FaultDelay); err != nil {
+			errs = append(errs, fmt.Errorf("--fault-delay %w", err))
+		}
+	}
+	if c.FaultJitter != "" {
+		if p.Jitter, err = shaping.ParseDelay(c.FaultJitter); err != nil {
+			errs = append(errs, fmt.Errorf("--fault-jitter %w", err))
+		}
+	}
+	if c.FaultRate != "" {
+		if p.Rate, err = shaping.ParseRate(c.FaultRate, 1e6); err != nil {
+			errs = append(errs, fmt.Errorf("--fault-rate %w", err))
+		}
+	}
+	if math.IsNaN(c.FaultLoss) || c.FaultLoss < 0 || c.FaultLoss > 100 {
+		errs = append(errs, fmt.Errorf("--fault-loss %g: want 0..100 (percent)", c.FaultLoss))
+	}
+	return p, errors.Join(errs...)
+}
+
+// BuildOptions are the topology builder's options: the node counts and the links.
+func (c Config) BuildOptions() (topology.BuildOptions, error) {
+	o := topology.BuildOptions{Servers: c.Nodes, Clients: c.Clients, Link: topology.LinkOptions{
+		Latency: time.Duration(c.LinkLatency * float64(time.Millisecond)),
+		Jitter:  c.LinkJitter,
+		Loss:    c.LinkLoss,
+	}}
+	if c.LinkBandwidth != "" {
+		bw, err := shaping.ParseRate(c.LinkBandwidth, 1e6)
+		if err != nil {
+			return o, fmt.Errorf("--link-bandwidth %w", err)
+		}
+		o.Link.Bandwidth = bw
+	}
+	return o, nil
 }
 
 // clientSpec is client name's share of the workload: the rate split evenly.

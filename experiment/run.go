@@ -99,7 +99,17 @@ func Run(ctx context.Context, cfg Config, o Options) (out *Outcome, err error) {
 // until the system has a leader. On error the returned Cluster (if not nil) must still
 // be closed.
 func Start(ctx context.Context, cfg Config, o Options) (*Cluster, error) {
-	spec, err := topology.Build(cfg.Topology, topology.BuildOptions{Servers: cfg.Nodes, Clients: cfg.Clients})
+	bo, err := cfg.BuildOptions()
+	if err != nil {
+		return nil, err
+	}
+	spec, err := topology.Build(cfg.Topology, bo)
+	if err != nil {
+		return nil, err
+	}
+	// wan and topology files decide the number of servers and clients themselves.
+	cfg.Nodes, cfg.Clients = len(spec.Servers()), len(spec.Clients())
+	shaper, err := ResolveShaper(cfg.Shaper)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +132,7 @@ func Start(ctx context.Context, cfg Config, o Options) (*Cluster, error) {
 	c.T0 = time.Now()
 	runID := topology.NewRunID()
 	c.Record(results.Event{T: 1e-9, Type: results.EventRunStart, Detail: "run " + runID})
-	if err := writeConfig(runDir, cfg, runID, "", c.T0); err != nil {
+	if err := writeConfig(runDir, cfg, runID, "", shaper, c.T0); err != nil {
 		return nil, err
 	}
 	progress(o, "building topology %s (%d servers, %d clients)", cfg.Topology, cfg.Nodes, cfg.Clients)
@@ -133,11 +143,19 @@ func Start(ctx context.Context, cfg Config, o Options) (*Cluster, error) {
 		return nil, err
 	}
 	c.Live = live
-	if err := writeConfig(runDir, cfg, runID, live.State.Datapath, c.T0); err != nil {
+	if err := writeConfig(runDir, cfg, runID, live.State.Datapath, shaper, c.T0); err != nil {
 		return c, err
 	}
-	if err := c.launchAgents(ctx, o.Exe); err != nil {
+	if err := c.launchAgents(ctx, o.Exe, shaper); err != nil {
 		return c, err
+	}
+	if spec.HasImpairments() {
+		progress(o, "shaping links (%s backend)", shaper)
+		if err := live.ApplyLinks(ctx); err != nil {
+			err = fmt.Errorf("link impairments (%s backend): %w", shaper, err)
+			c.Record(results.Event{Type: results.EventError, Detail: err.Error()})
+			return c, err
+		}
 	}
 	if err := c.startSystem(ctx); err != nil {
 		return c, err
@@ -187,13 +205,15 @@ func newRunDir(cfg Config) (string, error) {
 	return abs, nil
 }
 
-// writeConfig records every parameter with the versions of everything involved.
-func writeConfig(dir string, cfg Config, runID, datapath string, t0 time.Time) error {
+// writeConfig records every parameter with the versions of everything involved, and the
+// link shaping backend that runs (shaper_backend; the shaper field is what was asked).
+func writeConfig(dir string, cfg Config, runID, datapath, shaper string, t0 time.Time) error {
 	m := map[string]any{}
 	b, _ := json.Marshal(cfg)
 	_ = json.Unmarshal(b, &m)
 	m["run_id"] = runID
 	m["datapath"] = datapath
+	m["shaper_backend"] = shaper
 	m["start_unix_nano"] = t0.UnixNano()
 	m["start"] = t0.UTC().Format(time.RFC3339Nano)
 	m["versions"] = versions(cfg)
@@ -240,45 +260,13 @@ func versions(cfg Config) map[string]string {
 	return v
 }
 
-// launchAgents starts one agent per node, in parallel.
-func (c *Cluster) launchAgents(ctx context.Context, exe string) error {
-	st := c.Live.State
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	var errs []error
-	for _, n := range c.Live.Spec.Nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a, err := agent.Launch(ctx, agent.LaunchOptions{
-				Netns:  topology.NetnsName(st.RunID, n.Name),
-				Socket: filepath.Join(st.Dir, "agent-"+n.Name+".sock"),
-				RunDir: st.Dir,
-				Log:    filepath.Join(c.RunDir, "logs", "agent-"+n.Name+".log"),
-				RunID:  st.RunID,
-				Node:   n.Name,
-				Exe:    exe,
-			})
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("agent on %s: %w", n.Name, err))
-				return
-			}
-			c.Agents[n.Name] = a
-		}()
+// launchAgents starts one agent per node, in parallel (see startAgents).
+func (c *Cluster) launchAgents(ctx context.Context, exe, shaper string) error {
+	agents, err := startAgents(ctx, c.Live, filepath.Join(c.RunDir, "logs"), exe, shaper)
+	for n, a := range agents {
+		c.Agents[n] = a
 	}
-	wg.Wait()
-	if st.Agents == nil {
-		st.Agents = map[string]string{}
-	}
-	for n, a := range c.Agents {
-		st.Agents[n] = a.Client().Socket()
-	}
-	if err := st.Save(); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	return err
 }
 
 // memberIndex maps a server name to its index in the member list.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dtlab/dt/faults"
 	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/shaping"
 	"github.com/dtlab/dt/topology"
 )
 
@@ -173,6 +174,10 @@ func (e *faultEnv) Partition(ctx context.Context, cut topology.Cut, owner string
 	return e.c.Partition(ctx, cut, owner)
 }
 
+func (e *faultEnv) Impair(ctx context.Context, targets []string, imp shaping.Impairment, owner string) (faults.Undo, error) {
+	return e.c.Impair(ctx, targets, imp, owner)
+}
+
 func (e *faultEnv) Kill(ctx context.Context, node string) error     { return e.c.Kill(ctx, node) }
 func (e *faultEnv) Restart(ctx context.Context, node string) error  { return e.c.Restart(ctx, node) }
 func (e *faultEnv) Pause(ctx context.Context, node string) error    { return e.c.Pause(ctx, node) }
@@ -203,6 +208,20 @@ func (c *Cluster) Partition(ctx context.Context, cut topology.Cut, owner string)
 		return nil, err
 	}
 	return func(ctx context.Context) error { return c.Live.Heal(ctx, cookie) }, nil
+}
+
+// Impair adds imp to every path to or from targets (all paths when targets is empty),
+// through the agents, under a layer of its own, and returns its removal.
+func (c *Cluster) Impair(ctx context.Context, targets []string, imp shaping.Impairment, owner string) (faults.Undo, error) {
+	c.mu.Lock()
+	c.cuts++
+	owner = fmt.Sprintf("%s#%d", owner, c.cuts)
+	c.mu.Unlock()
+	undo, err := c.Live.Impair(ctx, targets, imp, owner)
+	if err != nil {
+		return nil, err
+	}
+	return faults.Undo(undo), nil
 }
 
 func (c *Cluster) agentOf(node string) (*agentHandle, error) {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/shaping"
 	"github.com/dtlab/dt/topology"
 )
 
@@ -37,6 +38,10 @@ type Env interface {
 	// Pause and Continue send SIGSTOP and SIGCONT.
 	Pause(ctx context.Context, node string) error
 	Continue(ctx context.Context, node string) error
+	// Impair adds imp to every path to or from the target nodes (every path when targets
+	// is empty), one way, on top of the topology's links; owner names it. The Undo
+	// removes exactly it.
+	Impair(ctx context.Context, targets []string, imp shaping.Impairment, owner string) (Undo, error)
 	// Record appends an event to events.jsonl, stamping it with the current run time.
 	Record(e results.Event)
 	// Since is the time since the workload started (the fault schedule's zero).
@@ -51,6 +56,13 @@ type Params struct {
 	MTBF       time.Duration // intermittent faults toggle every MTBF
 	KillN      int           // kill-n: how many members
 	KillTarget string        // kill-n: leader | follower | any
+
+	// The amounts of the faults that degrade links; zero takes the default (DefaultDelay,
+	// DefaultLoss, DefaultRate) for the fault that needs it.
+	Delay  time.Duration // slow-*: added one-way delay
+	Jitter time.Duration // slow-*: jitter of the added delay
+	Loss   float64       // lossy-*: added loss, percent
+	Rate   uint64        // bandwidth-limit*: bit/s
 }
 
 // Fault is one kind of fault with its schedule over the run.
@@ -108,6 +120,9 @@ func ValidateParams(name string, p Params, servers int) error {
 	}
 	if strings.HasPrefix(name, "intermittent") && p.MTBF <= 0 {
 		return fmt.Errorf("--mtbf must be positive for %s", name)
+	}
+	if err := validateDegrade(name, p); err != nil {
+		return err
 	}
 	if name == "kill-n" {
 		if p.KillN < 1 || p.KillN > servers {

@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/shaping"
 	"github.com/dtlab/dt/topology"
 )
 
@@ -79,6 +81,19 @@ func (f *fakeEnv) Record(e results.Event) {
 	f.log = append(f.log, "event "+e.Type+" "+e.Action)
 	f.mu.Unlock()
 }
+func (f *fakeEnv) Impair(_ context.Context, targets []string, imp shaping.Impairment, owner string) (Undo, error) {
+	f.add(fmt.Sprintf("impair %v %s %s", targets, imp, owner))
+	f.mu.Lock()
+	f.cuts++
+	f.mu.Unlock()
+	return func(context.Context) error {
+		f.add(fmt.Sprintf("unimpair %v %s", targets, owner))
+		f.mu.Lock()
+		f.cuts--
+		f.mu.Unlock()
+		return nil
+	}, nil
+}
 func (f *fakeEnv) Since() time.Duration { return time.Since(f.start) }
 func (f *fakeEnv) Rand() *rand.Rand     { return f.rng }
 
@@ -98,7 +113,8 @@ func run(t *testing.T, name string, f *fakeEnv, p Params, ctx context.Context) {
 }
 
 func TestEveryActionIsRecordedBeforeItIsApplied(t *testing.T) {
-	for _, name := range []string{"leader", "leader-recovery", "partial-partition", "pause-leader", "kill-n"} {
+	for _, name := range []string{"leader", "leader-recovery", "partial-partition", "pause-leader", "kill-n",
+		"slow-network", "lossy-network", "bandwidth-limit", "slow-leader", "lossy-leader", "bandwidth-limit-leader"} {
 		t.Run(name, func(t *testing.T) {
 			f := newFake(1)
 			run(t, name, f, params(), context.Background())

@@ -37,6 +37,7 @@ func registerRunFlags(c *cobra.Command, cfg *experiment.Config) {
 	f.Int64Var(&cfg.Seed, "seed", cfg.Seed, "seed for every random choice (0 = pick one and record it)")
 	f.StringVar(&cfg.ResultsRoot, "results", cfg.ResultsRoot, "root directory of run directories")
 	f.Float64Var(&cfg.CheckTimeout, "check-timeout", cfg.CheckTimeout, "seconds for the linearizability check (negative skips it)")
+	registerLinkFlags(c, cfg)
 }
 
 func newRunCmd() *cobra.Command {

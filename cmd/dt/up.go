@@ -74,24 +74,23 @@ Systems: ` + strings.Join(systems.Names(), ", "),
 
 // upTopology is `dt up TOPOLOGY`: the topology alone, with the prompt when there is input.
 func upTopology(ctx context.Context, name string, cfg experiment.Config) error {
-	spec, err := topology.Build(name, topology.BuildOptions{Servers: cfg.Nodes, Clients: cfg.Clients})
-	if err != nil {
-		return err
-	}
 	mode := shell.DetectMode(os.Stdin, os.Stdout)
-	live, err := topology.Up(ctx, spec, topology.Options{Datapath: cfg.Datapath, Command: "up"})
+	cfg.Topology = name
+	// An agent in every node shapes its links (--link-*, and `link` / dt link later).
+	network, err := experiment.UpNetwork(ctx, cfg, experiment.Options{})
 	if err != nil {
 		return err
 	}
+	live := network.Live
 	printNodes(live)
 	if mode == shell.ModeNone {
-		fmt.Println("Ctrl-C or `dt down` tears it down; `dt exec NODE -- CMD`, `dt shell NODE`, `dt partition A B` act on it.")
+		fmt.Println("Ctrl-C or `dt down` tears it down; `dt exec NODE -- CMD`, `dt shell NODE`, `dt partition A B`, `dt link A B` act on it.")
 	}
 	sctx, stop := sessionContext(ctx, mode)
 	defer stop()
 	err = shell.New(shell.Options{Live: live}).Run(sctx, mode, os.Stdin, os.Stdout)
 	fmt.Println("tearing down", live.State.RunID)
-	return errors.Join(err, live.Down(context.Background()))
+	return errors.Join(err, network.Close(context.Background()))
 }
 
 // sessionContext is the context a session lives in. At a terminal Ctrl-C belongs to the
