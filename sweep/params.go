@@ -3,7 +3,6 @@ package sweep
 import (
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -58,6 +57,15 @@ var params = []param{
 	{"mtbf", func(c *experiment.Config) any { return &c.MTBF }},
 	{"kill-n", func(c *experiment.Config) any { return &c.KillN }},
 	{"kill-target", func(c *experiment.Config) any { return &c.KillTarget }},
+	{"link-latency", func(c *experiment.Config) any { return &c.LinkLatency }},
+	{"link-loss", func(c *experiment.Config) any { return &c.LinkLoss }},
+	{"link-jitter", func(c *experiment.Config) any { return &c.LinkJitter }},
+	{"link-bandwidth", func(c *experiment.Config) any { return &c.LinkBandwidth }},
+	{"shaper", func(c *experiment.Config) any { return &c.Shaper }},
+	{"fault-delay", func(c *experiment.Config) any { return &c.FaultDelay }},
+	{"fault-jitter", func(c *experiment.Config) any { return &c.FaultJitter }},
+	{"fault-loss", func(c *experiment.Config) any { return &c.FaultLoss }},
+	{"fault-rate", func(c *experiment.Config) any { return &c.FaultRate }},
 	{"check-timeout", func(c *experiment.Config) any { return &c.CheckTimeout }},
 }
 
@@ -117,21 +125,6 @@ func (p param) set(c *experiment.Config, v Value) {
 	case *bool:
 		*f = v.(bool)
 	}
-}
-
-// get reads the parameter from c.
-func (p param) get(c *experiment.Config) Value {
-	switch f := p.field(c).(type) {
-	case *string:
-		return *f
-	case *int:
-		return *f
-	case *float64:
-		return *f
-	case *bool:
-		return *f
-	}
-	return nil
 }
 
 // parseValue reads text (from a YAML scalar or an --only filter) as a value of kind k.
@@ -224,13 +217,6 @@ func equalValues(a, b Value) bool {
 		return ok && x == y
 	}
 	return a == b
-}
-
-// validNames is a sorted copy, for error messages.
-func validNames(names []string) string {
-	s := slices.Clone(names)
-	slices.Sort(s)
-	return strings.Join(s, ", ")
 }
 
 // suggest is " (did you mean X?)" for the valid name closest to a misspelt one, or "".
