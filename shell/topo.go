@@ -223,7 +223,11 @@ func (s *Shell) cmdHeal(ctx context.Context, args []string) error {
 		}
 	}
 	if len(heal) == 0 && len(errs) == 0 {
-		s.printf("no partition made here matches; healed any `dt partition` of %s\n", strings.Join(args, " "))
+		if len(groups) == 2 {
+			s.printf("no partition made here matches; healed any `dt partition %s`\n", strings.Join(args, " "))
+		} else {
+			s.printf("no partition made here involves %s\n", args[0])
+		}
 	}
 	return errors.Join(errs...)
 }
