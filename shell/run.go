@@ -123,14 +123,13 @@ loop:
 		total++
 		err := s.Exec(ctx, line)
 		switch {
+		case ctx.Err() != nil:
+			return fmt.Errorf("script interrupted at %q: %w", strings.TrimSpace(line), ctx.Err())
 		case errors.Is(err, errExit):
 			break loop
 		case err != nil:
 			failed++
 			fmt.Fprintf(s.err, "error: %v\n", err)
-			if ctx.Err() != nil {
-				return fmt.Errorf("script interrupted: %w", ctx.Err())
-			}
 		}
 	}
 	select {
