@@ -375,9 +375,9 @@ func (l *Live) Impair(ctx context.Context, targets []string, imp shaping.Impairm
 	return undo, nil
 }
 
-// cleanupShaping removes every shaping object of the run from its node namespaces
+// CleanupShaping removes every shaping object of the run from its node namespaces
 // (shaping.CleanupNamespace, owner = run id).
-func cleanupShaping(ctx context.Context, st *State) error {
+func CleanupShaping(ctx context.Context, st *State) error {
 	var errs []error
 	for _, n := range st.Spec.Nodes {
 		name := NetnsName(st.RunID, n.Name)

@@ -256,7 +256,7 @@ func Teardown(ctx context.Context, st *State) error {
 	// The agents that shaped the links are gone; their rules and qdiscs go with the
 	// namespaces anyway, but remove them first and exactly, as a crashed run's would be.
 	if st.Shaper != "" {
-		errs = append(errs, cleanupShaping(ctx, st))
+		errs = append(errs, CleanupShaping(ctx, st))
 	}
 	// The switch ends of the veths live in the switch namespace (older runs: the host's).
 	links := netlink.Handle{}
