@@ -459,4 +459,3 @@ func syscallKill(pid int) error {
 	}
 	return p.Kill()
 }
-
