@@ -135,13 +135,23 @@ func (s *Shell) servers() []string {
 	return out
 }
 
-// openWindow records a fault window opened at the prompt (kill s1, pause s2, ...).
-func (s *Shell) openWindow(name, action, node, how string) {
+// openWindow records a fault window opened at the prompt (kill s1, pause s2, ...) before
+// act is applied, and closes it again if act fails.
+func (s *Shell) openWindow(name, action, node, how string, act func() error) error {
 	s.record(results.Event{Type: results.EventFaultStart, Fault: name, Action: action, Targets: []string{node}})
 	s.mu.Lock()
 	s.open[name] = true
 	s.down[node] = how
 	s.mu.Unlock()
+	err := act()
+	if err != nil {
+		s.mu.Lock()
+		delete(s.open, name)
+		delete(s.down, node)
+		s.mu.Unlock()
+		s.record(results.Event{Type: results.EventFaultEnd, Fault: name, Targets: []string{node}, Detail: "failed: " + err.Error()})
+	}
+	return err
 }
 
 // closeWindows closes the open windows of node among names, recording action.
@@ -163,22 +173,19 @@ func (s *Shell) closeWindows(node, action string, names ...string) {
 
 func (s *Shell) cmdKill(ctx context.Context, args []string) error {
 	return s.procAction(ctx, "kill", args, func(ctx context.Context, n string) (string, error) {
-		s.openWindow("kill "+n, "kill", n, agent.StateKilled)
-		return "killed", s.cluster.Kill(ctx, n)
+		return "killed", s.openWindow("kill "+n, "kill", n, agent.StateKilled, func() error { return s.cluster.Kill(ctx, n) })
 	})
 }
 
 func (s *Shell) cmdStop(ctx context.Context, args []string) error {
 	return s.procAction(ctx, "stop", args, func(ctx context.Context, n string) (string, error) {
-		s.openWindow("stop "+n, "stop", n, agent.StateStopped)
-		return "stopped", s.cluster.Stop(ctx, n, stopGrace)
+		return "stopped", s.openWindow("stop "+n, "stop", n, agent.StateStopped, func() error { return s.cluster.Stop(ctx, n, stopGrace) })
 	})
 }
 
 func (s *Shell) cmdPause(ctx context.Context, args []string) error {
 	return s.procAction(ctx, "pause", args, func(ctx context.Context, n string) (string, error) {
-		s.openWindow("pause "+n, "pause", n, agent.StatePaused)
-		return "paused", s.cluster.Pause(ctx, n)
+		return "paused", s.openWindow("pause "+n, "pause", n, agent.StatePaused, func() error { return s.cluster.Pause(ctx, n) })
 	})
 }
 
@@ -202,6 +209,9 @@ func (s *Shell) cmdRestart(ctx context.Context, args []string) error {
 			s.record(results.Event{Type: results.EventFaultStart, Fault: "restart " + n, Action: "restart", Targets: []string{n}})
 		}
 		if err := s.cluster.Restart(ctx, n); err != nil {
+			if !wasDown {
+				s.record(results.Event{Type: results.EventFaultEnd, Fault: "restart " + n, Targets: []string{n}, Detail: "failed: " + err.Error()})
+			}
 			return "", err
 		}
 		if wasDown {
