@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,7 +28,7 @@ import (
 func rttTolerance(want time.Duration) time.Duration { return time.Millisecond + want/20 }
 
 // needNetwork skips unless a topology with agents can be built here.
-func needNetwork(t *testing.T) {
+func needNetwork(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates namespaces, OVS and agents (CI runs as root)")
@@ -43,7 +44,7 @@ func needNetwork(t *testing.T) {
 }
 
 // upNetwork builds `dt up simple` with the given link flags on the userspace backend.
-func upNetwork(t *testing.T, servers int, mod func(*Config)) *Network {
+func upNetwork(t testing.TB, servers int, mod func(*Config)) *Network {
 	t.Helper()
 	cfg := Defaults()
 	cfg.Topology = "simple"
@@ -66,7 +67,7 @@ func upNetwork(t *testing.T, servers int, mod func(*Config)) *Network {
 	return n
 }
 
-func nodeIP(t *testing.T, n *Network, node string) string {
+func nodeIP(t testing.TB, n *Network, node string) string {
 	t.Helper()
 	x, err := n.Live.Spec.Node(node)
 	if err != nil {
@@ -76,7 +77,7 @@ func nodeIP(t *testing.T, n *Network, node string) string {
 }
 
 // in runs fn on a thread in node's namespace: sockets made there stay there.
-func in(t *testing.T, n *Network, node string, fn func() error) {
+func in(t testing.TB, n *Network, node string, fn func() error) {
 	t.Helper()
 	if err := topology.InNetns(topology.NetnsName(n.Live.State.RunID, node), fn); err != nil {
 		t.Fatal(err)
@@ -84,7 +85,7 @@ func in(t *testing.T, n *Network, node string, fn func() error) {
 }
 
 // udpEcho serves UDP echo in node until the test ends.
-func udpEcho(t *testing.T, n *Network, node string) string {
+func udpEcho(t testing.TB, n *Network, node string) string {
 	t.Helper()
 	var pc net.PacketConn
 	in(t, n, node, func() (err error) {
@@ -107,7 +108,7 @@ func udpEcho(t *testing.T, n *Network, node string) string {
 
 // probeRTT sends count UDP probes interval apart from node to an echo server and returns
 // the round trips of the answered ones and how many went unanswered.
-func probeRTT(t *testing.T, n *Network, node, echo string, count int, interval time.Duration) ([]time.Duration, int) {
+func probeRTT(t testing.TB, n *Network, node, echo string, count int, interval time.Duration) ([]time.Duration, int) {
 	t.Helper()
 	var c net.Conn
 	in(t, n, node, func() (err error) {
@@ -166,7 +167,7 @@ func quantile(ds []time.Duration, q float64) time.Duration {
 }
 
 // medianRTT is the median of 50 probes 20 ms apart, as `ping -c 50 -i 0.02`.
-func medianRTT(t *testing.T, n *Network, from, echo string) time.Duration {
+func medianRTT(t testing.TB, n *Network, from, echo string) time.Duration {
 	t.Helper()
 	probeRTT(t, n, from, echo, 5, 10*time.Millisecond) // ARP, OVS flow setup
 	rtts, lost := probeRTT(t, n, from, echo, 50, 20*time.Millisecond)
@@ -198,7 +199,7 @@ func binomialBounds(n int, p float64) (lo, hi int) {
 
 // oneWayLoss sends count numbered datagrams from one node to another and counts the
 // distinct ones that arrive.
-func oneWayLoss(t *testing.T, n *Network, from, to string, count int) int {
+func oneWayLoss(t testing.TB, n *Network, from, to string, count int) int {
 	t.Helper()
 	var pc net.PacketConn
 	in(t, n, to, func() (err error) {
@@ -254,7 +255,7 @@ func oneWayLoss(t *testing.T, n *Network, from, to string, count int) int {
 
 // tcpBulk sends from one node to another for d and returns the receiver's goodput in
 // bit/s, from the first byte to the last.
-func tcpBulk(t *testing.T, n *Network, from, to string, d time.Duration) float64 {
+func tcpBulk(t testing.TB, n *Network, from, to string, d time.Duration) float64 {
 	t.Helper()
 	var ln net.Listener
 	in(t, n, to, func() (err error) {
@@ -438,7 +439,7 @@ func TestImpairRestoresAndCleansUp(t *testing.T) {
 	assertNothingLeft(t, st.RunID)
 }
 
-func inventory(t *testing.T, n *Network, node string) shaping.Inventory {
+func inventory(t testing.TB, n *Network, node string) shaping.Inventory {
 	t.Helper()
 	var inv shaping.Inventory
 	var err error
@@ -458,4 +459,22 @@ func syscallKill(pid int) error {
 		return err
 	}
 	return p.Kill()
+}
+
+// TestNetemRefusedLoudly: asking for netem where the kernel lacks it stops dt before it
+// builds anything, rather than running without the impairment.
+func TestNetemRefusedLoudly(t *testing.T) {
+	needNetwork(t)
+	if shaping.Detect() {
+		t.Skip("this kernel has netem")
+	}
+	cfg := Defaults()
+	cfg.Topology, cfg.Shaper, cfg.LinkLatency = "simple", shaping.NameNetem, 20
+	_, err := UpNetwork(context.Background(), cfg, Options{Exe: dtBin})
+	if err == nil || !strings.Contains(err.Error(), "netem is not available") || !strings.Contains(err.Error(), "userspace") {
+		t.Fatalf("UpNetwork with --shaper netem on a kernel without it: %v", err)
+	}
+	if states, _ := topology.ListStates(); len(states) != 0 {
+		t.Errorf("a topology was built: %v", states[0].RunID)
+	}
 }
