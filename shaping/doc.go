@@ -41,13 +41,30 @@
 // userspace process's: about 0.2 ms added per shaped hop on an idle host, more when the
 // CPUs are saturated.
 //
+// # Rules per destination
+//
+// [Backend.ApplyRules] takes a list of [Rule]s: each packet gets the impairment of the first
+// rule whose destination prefixes contain its destination (a rule without prefixes is the
+// default and comes last), or none. Apply is ApplyRules with one default rule. The
+// userspace backend matches with iptables -d (a rule that does not queue a packet returns
+// it, so no later rule sees it), with one NFQUEUE reader per distinct delay; the rates of
+// the userspace backend and the whole impairment of the netem backend go under an htb root
+// used as a classifier (u32 filters in rule order, a match-all last) with a tbf or netem
+// leaf per distinct impairment — one single root qdisc when every packet gets the same.
+// Changes to the tree are made before they are broken (see tree.go).
+//
+// [Layer]s and [Combine] build such lists from named parts: set layers say what a path is
+// (the most specific prefix decides; a tie goes to the higher priority), add layers add
+// their impairment on top ([Compose]). [Split] and [Compose] are inverse: a path split over
+// hops and composed again is the path.
+//
 // # Ownership
 //
 // Every object is tagged with the owner string (dt's run id):
 //
 //   - the iptables chain DT-<hash>-<iface> in the mangle table, where <hash> is
 //     [OwnerHash], and a jump to it first in POSTROUTING commented "dt:<owner>";
-//   - the root qdisc handle [QdiscHandle] (major 0xd7XX);
+//   - the root qdisc handle [QdiscHandle] (major 0xd7XX; a tree's leaves are 0xd8XX under it);
 //   - NFQUEUE queue numbers in the block [QueueRange].
 //
 // [Netem.Clear] and [Userspace.Clear] remove exactly their objects; [CleanupNamespace]
