@@ -376,19 +376,18 @@ func (l *Live) Impair(ctx context.Context, targets []string, imp shaping.Impairm
 }
 
 // CleanupShaping removes every shaping object of the run from its node namespaces
-// (shaping.CleanupNamespace, owner = run id).
+// (shaping.CleanupNamespace, owner = run id), the namespaces in parallel.
 func CleanupShaping(ctx context.Context, st *State) error {
-	var errs []error
-	for _, n := range st.Spec.Nodes {
-		name := NetnsName(st.RunID, n.Name)
+	return forNodes(st.Spec.NodeNames(), func(node string) error {
+		name := NetnsName(st.RunID, node)
 		ns, err := netns.GetFromName(name)
 		if err != nil {
-			continue // gone already
+			return nil // gone already
 		}
+		defer ns.Close()
 		if err := shaping.CleanupNamespace(ctx, st.RunID, shaping.InNamespace(ns)); err != nil {
-			errs = append(errs, fmt.Errorf("netns %s: %w", name, err))
+			return fmt.Errorf("netns %s: %w", name, err)
 		}
-		ns.Close()
-	}
-	return errors.Join(errs...)
+		return nil
+	})
 }
