@@ -96,7 +96,7 @@ func (c Config) Validate() error {
 	} else {
 		servers, clients = len(spec.Servers()), len(spec.Clients())
 	}
-	if !slices.Contains(shaping.Names(), c.Shaper) {
+	if c.Shaper != "" && !slices.Contains(shaping.Names(), c.Shaper) {
 		errs = append(errs, fmt.Errorf("--shaper %q: valid are %s", c.Shaper, strings.Join(shaping.Names(), ", ")))
 	}
 	fp, err := c.FaultParams()

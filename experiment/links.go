@@ -18,9 +18,12 @@ import (
 	"github.com/dtlab/dt/topology"
 )
 
-// ResolveShaper turns --shaper into the backend that runs: auto is netem when the kernel
-// has it (shaping.Detect), else userspace; netem on a kernel without it is an error.
+// ResolveShaper turns --shaper into the backend that runs: auto (or "") is netem when the
+// kernel has it (shaping.Detect), else userspace; netem on a kernel without it is an error.
 func ResolveShaper(name string) (string, error) {
+	if name == "" {
+		name = shaping.NameAuto
+	}
 	b, err := shaping.Select(name, "dt-resolve")
 	if err != nil {
 		return "", fmt.Errorf("--shaper: %w", err)
