@@ -82,8 +82,7 @@ func (s *Shell) cmdLink(ctx context.Context, args []string) error {
 // linkError explains the one failure a user can do something about.
 func linkError(err error) error {
 	if errors.Is(err, topology.ErrNoShapers) {
-		return errors.New("link: links are shaped by the agents in the nodes, and this topology runs none: " +
-			"`dt up SYSTEM TOPOLOGY` starts them, `dt up TOPOLOGY` does not")
+		return fmt.Errorf("link: links are shaped by the agents in the nodes, and this session has none: %w", err)
 	}
 	return fmt.Errorf("link: %w", err)
 }

@@ -140,7 +140,7 @@ func TestErrorsBeforeTheKernel(t *testing.T) {
 		{"link s1 s2 --loss 150", []string{"--loss: 150: want 0..100"}},
 		{"link s1 s2 --rate 10", []string{"--rate", "give a unit"}},
 		{"link s1 s2 --rate fast", []string{`"fast" is not a rate`}},
-		{"link s1 s2 --delay 50ms", []string{"runs none", "`dt up SYSTEM TOPOLOGY` starts them"}},
+		{"link s1 s2 --delay 50ms", []string{"this session has none"}},
 		{"s1", []string{"what should it run"}},
 		{"sleep", []string{"usage: sleep SECONDS"}},
 		{"sleep soon", []string{"not a number of seconds"}},

@@ -14,10 +14,8 @@ import (
 	"github.com/dtlab/dt/experiment"
 	"github.com/dtlab/dt/faults"
 	"github.com/dtlab/dt/results"
-	"github.com/dtlab/dt/shaping"
 	"github.com/dtlab/dt/shell"
 	"github.com/dtlab/dt/systems"
-	"github.com/dtlab/dt/topology"
 	"github.com/spf13/cobra"
 )
 
@@ -142,13 +140,6 @@ func debugSession(ctx context.Context, cfg experiment.Config, o debugOptions) (e
 	}
 	if err != nil {
 		return err
-	}
-	if len(c.Live.Shapers) == 0 {
-		// `link` shapes through the agents; a run that shapes nothing does not wire them.
-		c.Live.Shapers = map[string]topology.NodeShaper{}
-		for n, a := range c.Agents {
-			c.Live.Shapers[n] = a.Client().Shaper(shaping.NameAuto)
-		}
 	}
 	printNodes(c.Live)
 	fmt.Printf("%s is up: leader %s (term %d); every command goes to %s/events.jsonl\n",
