@@ -53,21 +53,30 @@ func (i *Instance) AddFlows(ctx context.Context, bridge string, cookie Cookie, f
 	for _, f := range flows {
 		fmt.Fprintf(&b, "cookie=%#x,%s\n", uint64(cookie), f)
 	}
-	return i.ofctl(ctx, b.String(), "add-flows", "unix:"+i.MgmtSocket(bridge), "-")
+	if err := i.ofctl(ctx, b.String(), "add-flows", "unix:"+i.MgmtSocket(bridge), "-"); err != nil {
+		return err
+	}
+	return i.purgeDatapathFlows(ctx)
 }
 
 // DelFlows removes exactly the rules carrying cookie.
 //
 // Equivalent to: ovs-ofctl del-flows unix:DIR/BRIDGE.mgmt cookie=C/-1
 func (i *Instance) DelFlows(ctx context.Context, bridge string, cookie Cookie) error {
-	return i.ofctl(ctx, "", "del-flows", "unix:"+i.MgmtSocket(bridge), cookie.Match())
+	if err := i.ofctl(ctx, "", "del-flows", "unix:"+i.MgmtSocket(bridge), cookie.Match()); err != nil {
+		return err
+	}
+	return i.purgeDatapathFlows(ctx)
 }
 
 // DelRunFlows removes every rule of this run (all cookies with the run's prefix), leaving
 // the bridge's default forwarding in place.
 func (i *Instance) DelRunFlows(ctx context.Context, bridge string) error {
 	m := fmt.Sprintf("cookie=%#x/0xffffffff00000000", uint64(RunCookiePrefix(i.RunID)))
-	return i.ofctl(ctx, "", "del-flows", "unix:"+i.MgmtSocket(bridge), m)
+	if err := i.ofctl(ctx, "", "del-flows", "unix:"+i.MgmtSocket(bridge), m); err != nil {
+		return err
+	}
+	return i.purgeDatapathFlows(ctx)
 }
 
 // DumpFlows returns the bridge's rules as ovs-ofctl prints them.
@@ -97,6 +106,19 @@ func (i *Instance) ofctl(ctx context.Context, stdin string, args ...string) erro
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("ovs-ofctl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// purgeDatapathFlows drops the datapath's cached flows so the next packet of every flow is
+// classified against the new rules. Without it a cut took effect only when the
+// revalidator next ran: an established TCP connection kept flowing for a moment after
+// ovs-ofctl returned (and a healed one kept being dropped).
+//
+// Equivalent to: ovs-appctl -t DIR/ovs-vswitchd.ctl revalidator/purge
+func (i *Instance) purgeDatapathFlows(ctx context.Context) error {
+	if err := i.run(ctx, "ovs-appctl", "-t", i.ctlFile("ovs-vswitchd"), "revalidator/purge"); err != nil {
+		return fmt.Errorf("purge datapath flows: %w", err)
 	}
 	return nil
 }
