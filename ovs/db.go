@@ -131,6 +131,89 @@ type Port struct {
 // AddBridge creates a bridge with all its ports in one OVSDB transaction. Every row is
 // tagged with the run id in external_ids. Patch ports (Peer set) join two bridges.
 func (i *Instance) AddBridge(ctx context.Context, name string, ports []Port) error {
+	return i.change(ctx, func(c client.Client, root *ovsRoot) ([]ovsdb.Operation, error) {
+		standalone := "standalone"
+		br := &bridgeRow{UUID: "br_" + safeID(name), Name: name, DatapathType: i.Datapath,
+			FailMode: &standalone, ExternalIDs: i.tag(nil)}
+		ops, uuids, err := i.portOps(c, name, ports)
+		if err != nil {
+			return nil, err
+		}
+		br.Ports = uuids
+		o, err := c.Create(br)
+		if err != nil {
+			return nil, fmt.Errorf("bridge %s: %w", name, err)
+		}
+		ops = append(ops, o...)
+		o, err = c.Where(root).Mutate(root, model.Mutation{Field: &root.Bridges, Mutator: ovsdb.MutateOperationInsert, Value: []string{br.UUID}})
+		if err != nil {
+			return nil, fmt.Errorf("attach bridge %s: %w", name, err)
+		}
+		return append(ops, o...), nil
+	})
+}
+
+// AddPorts adds ports to existing bridges, all of them in one OVSDB transaction.
+func (i *Instance) AddPorts(ctx context.Context, ports map[string][]Port) error {
+	return i.change(ctx, func(c client.Client, root *ovsRoot) ([]ovsdb.Operation, error) {
+		var ops []ovsdb.Operation
+		for name, ps := range ports {
+			br := &bridgeRow{Name: name}
+			if err := c.Get(ctx, br); err != nil {
+				return nil, fmt.Errorf("find bridge %s: %w", name, err)
+			}
+			o, uuids, err := i.portOps(c, name, ps)
+			if err != nil {
+				return nil, err
+			}
+			ops = append(ops, o...)
+			o, err = c.Where(br).Mutate(br, model.Mutation{Field: &br.Ports, Mutator: ovsdb.MutateOperationInsert, Value: uuids})
+			if err != nil {
+				return nil, fmt.Errorf("attach ports to %s: %w", name, err)
+			}
+			ops = append(ops, o...)
+		}
+		return ops, nil
+	})
+}
+
+func (i *Instance) tag(extra map[string]string) map[string]string {
+	m := map[string]string{"dt-run-id": i.RunID}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return m
+}
+
+// portOps creates the Interface and Port rows of ports; it returns their named UUIDs.
+func (i *Instance) portOps(c client.Client, bridge string, ports []Port) ([]ovsdb.Operation, []string, error) {
+	var ops []ovsdb.Operation
+	var uuids []string
+	for k, p := range ports {
+		id := safeID(bridge) + "_" + fmt.Sprint(k)
+		ifc := &interfaceRow{UUID: "if_" + id, Name: p.Name, ExternalIDs: i.tag(map[string]string{"dt-node": p.Node})}
+		if p.Ofport > 0 {
+			n := p.Ofport
+			ifc.OfportRequest = &n
+		}
+		if p.Peer != "" {
+			ifc.Type = "patch"
+			ifc.Options = map[string]string{"peer": p.Peer}
+		}
+		port := &portRow{UUID: "port_" + id, Name: p.Name, Interfaces: []string{ifc.UUID}, ExternalIDs: i.tag(map[string]string{"dt-node": p.Node})}
+		o, err := c.Create(ifc, port)
+		if err != nil {
+			return nil, nil, fmt.Errorf("port %s: %w", p.Name, err)
+		}
+		ops = append(ops, o...)
+		uuids = append(uuids, port.UUID)
+	}
+	return ops, uuids, nil
+}
+
+// change runs build's operations in one transaction and, like ovs-vsctl without
+// --no-wait, bumps next_cfg and waits until ovs-vswitchd has applied it (cur_cfg).
+func (i *Instance) change(ctx context.Context, build func(c client.Client, root *ovsRoot) ([]ovsdb.Operation, error)) error {
 	c, err := i.connect(ctx)
 	if err != nil {
 		return err
@@ -140,54 +223,16 @@ func (i *Instance) AddBridge(ctx context.Context, name string, ports []Port) err
 	if err := c.List(ctx, &roots); err != nil || len(roots) != 1 {
 		return fmt.Errorf("find Open_vSwitch root row: %v (rows: %d)", err, len(roots))
 	}
-	tag := func(extra map[string]string) map[string]string {
-		m := map[string]string{"dt-run-id": i.RunID}
-		for k, v := range extra {
-			m[k] = v
-		}
-		return m
-	}
-	standalone := "standalone"
-	br := &bridgeRow{UUID: "br_" + safeID(name), Name: name, DatapathType: i.Datapath,
-		FailMode: &standalone, ExternalIDs: tag(nil)}
-	var ops []ovsdb.Operation
-	for k, p := range ports {
-		ifc := &interfaceRow{UUID: fmt.Sprintf("if_%d", k), Name: p.Name, ExternalIDs: tag(map[string]string{"dt-node": p.Node})}
-		if p.Ofport > 0 {
-			n := p.Ofport
-			ifc.OfportRequest = &n
-		}
-		if p.Peer != "" {
-			ifc.Type = "patch"
-			ifc.Options = map[string]string{"peer": p.Peer}
-		}
-		port := &portRow{UUID: fmt.Sprintf("port_%d", k), Name: p.Name, Interfaces: []string{ifc.UUID}, ExternalIDs: tag(map[string]string{"dt-node": p.Node})}
-		o, err := c.Create(ifc, port)
-		if err != nil {
-			return fmt.Errorf("port %s: %w", p.Name, err)
-		}
-		ops = append(ops, o...)
-		br.Ports = append(br.Ports, port.UUID)
-	}
-	o, err := c.Create(br)
-	if err != nil {
-		return fmt.Errorf("bridge %s: %w", name, err)
-	}
-	ops = append(ops, o...)
 	root := &roots[0]
-	o, err = c.Where(root).Mutate(root, model.Mutation{Field: &root.Bridges, Mutator: ovsdb.MutateOperationInsert, Value: []string{br.UUID}})
+	ops, err := build(c, root)
 	if err != nil {
-		return fmt.Errorf("attach bridge %s: %w", name, err)
+		return err
 	}
-	ops = append(ops, o...)
-	// Like ovs-vsctl without --no-wait: bump next_cfg and wait until ovs-vswitchd has
-	// applied it (cur_cfg), so the ports really forward when AddBridge returns.
-	o, err = c.Where(root).Mutate(root, model.Mutation{Field: &root.NextCfg, Mutator: ovsdb.MutateOperationAdd, Value: 1})
+	o, err := c.Where(root).Mutate(root, model.Mutation{Field: &root.NextCfg, Mutator: ovsdb.MutateOperationAdd, Value: 1})
 	if err != nil {
 		return fmt.Errorf("bump next_cfg: %w", err)
 	}
-	ops = append(ops, o...)
-	if err := transact(ctx, c, ops); err != nil {
+	if err := transact(ctx, c, append(ops, o...)); err != nil {
 		return err
 	}
 	if err := waitApplied(ctx, c, root.UUID); err != nil {

@@ -293,3 +293,18 @@ func (i *Instance) LogTail(daemon string, n int) string {
 	}
 	return daemon + ".log:\n  " + strings.Join(lines, "\n  ")
 }
+
+// Kill SIGKILLs both daemons and waits until they are gone. Teardown uses it once the
+// switch has no ports left: a clean exit costs ~15 ms per port and saves nothing, as the
+// datapath goes with the switch namespace.
+func (i *Instance) Kill() error {
+	for _, pid := range i.Pids() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if len(i.Pids()) == 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("ovs daemons still alive after SIGKILL: %v", i.Pids())
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -33,17 +34,26 @@ func RunProcesses(runID string) []int {
 	return pids
 }
 
-// KillRunProcesses SIGKILLs every process of the run (never the caller) and waits briefly
-// for them to go.
-func KillRunProcesses(runID string) error {
-	pids := RunProcesses(runID)
+// KillRunProcesses SIGKILLs every process of the run (never the caller, nor the pids in
+// spare) and waits briefly for them to go.
+func KillRunProcesses(runID string, spare ...int) error {
+	keep := func(pids []int) []int {
+		var out []int
+		for _, p := range pids {
+			if !slices.Contains(spare, p) {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	pids := keep(RunProcesses(runID))
 	for _, p := range pids {
 		_ = syscall.Kill(p, syscall.SIGKILL)
 	}
 	deadline := time.Now().Add(3 * time.Second)
 	for len(pids) > 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-		pids = RunProcesses(runID)
+		time.Sleep(10 * time.Millisecond)
+		pids = keep(RunProcesses(runID))
 	}
 	if len(pids) > 0 {
 		return fmt.Errorf("processes of run %s survive SIGKILL: %v", runID, pids)

@@ -100,6 +100,17 @@ func Up(ctx context.Context, spec Spec, o Options) (live *Live, err error) {
 		return live, err
 	}
 
+	// The bridges go first, empty: creating the first userspace datapath costs ovs-vswitchd
+	// ~100 ms of clock calibration, which then overlaps creating the nodes.
+	bridgesDone := make(chan error, 1)
+	go func() {
+		var errs []error
+		for _, sw := range spec.Switches {
+			errs = append(errs, inst.AddBridge(ctx, BridgeName(o.RunID, sw.Name), nil))
+		}
+		bridgesDone <- errors.Join(errs...)
+	}()
+
 	// Nodes are independent: create them in parallel, a few at a time.
 	sem := make(chan struct{}, 4)
 	var wg sync.WaitGroup
@@ -114,31 +125,32 @@ func Up(ctx context.Context, spec Spec, o Options) (live *Live, err error) {
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(append(errs, <-bridgesDone)...); err != nil {
 		return live, err
 	}
 
-	// All ports of a bridge in one OVSDB transaction.
+	// All ports of the topology in one OVSDB transaction.
+	ports := map[string][]ovs.Port{}
 	for _, sw := range spec.Switches {
-		var ports []ovs.Port
+		br := BridgeName(o.RunID, sw.Name)
 		for i, n := range spec.Nodes {
 			if n.Switch == sw.Name {
-				ports = append(ports, ovs.Port{Name: HostVethName(o.RunID, n.Name), Ofport: i + 1, Node: n.Name})
+				ports[br] = append(ports[br], ovs.Port{Name: HostVethName(o.RunID, n.Name), Ofport: i + 1, Node: n.Name})
 			}
 		}
 		if sw.Uplink != "" {
 			up, down := patchNames(o.RunID, sw.Name, sw.Uplink)
-			ports = append(ports, ovs.Port{Name: up, Peer: down})
+			ports[br] = append(ports[br], ovs.Port{Name: up, Peer: down})
 		}
 		for _, other := range spec.Switches {
 			if other.Uplink == sw.Name {
 				up, down := patchNames(o.RunID, other.Name, sw.Name)
-				ports = append(ports, ovs.Port{Name: down, Peer: up})
+				ports[br] = append(ports[br], ovs.Port{Name: down, Peer: up})
 			}
 		}
-		if err := inst.AddBridge(ctx, BridgeName(o.RunID, sw.Name), ports); err != nil {
-			return live, err
-		}
+	}
+	if err := inst.AddPorts(ctx, ports); err != nil {
+		return live, err
 	}
 	// cur_cfg catches up even when vswitchd failed to create a bridge or a port; only an
 	// OpenFlow port number proves the port forwards.
@@ -243,14 +255,19 @@ func (l *Live) Down(ctx context.Context) error {
 // OVS daemons, and the runtime dir.
 func Teardown(ctx context.Context, st *State) error {
 	var errs []error
-	// OVS first, gracefully (with the kernel datapath, vswitchd removes its datapath on a
-	// clean exit); then whatever else of the run still runs.
+	// The order is for speed as much as for exactness (measured at 50 nodes: 1.7 s down
+	// to ~0.1 s): ovs-vswitchd spends ~15 ms per port removing ports on exit, and
+	// deleting veths one by one ~20 ms each. So the node namespaces go first, taking their
+	// veth pairs with them, and vswitchd is killed once it has nothing left to tear down.
+	// Its datapath (kernel or userspace) goes with the switch namespace.
+	inst := ovs.Attach(st.OVSDir, st.RunID, st.Datapath)
+	var ovsPids []int
 	if st.OVSDir != "" {
-		if err := ovs.Attach(st.OVSDir, st.RunID, st.Datapath).Stop(ctx); err != nil {
-			errs = append(errs, err)
+		for _, p := range inst.Pids() {
+			ovsPids = append(ovsPids, p)
 		}
 	}
-	if err := KillRunProcesses(st.RunID); err != nil {
+	if err := KillRunProcesses(st.RunID, ovsPids...); err != nil {
 		errs = append(errs, err)
 	}
 	// The agents that shaped the links are gone; their rules and qdiscs go with the
@@ -258,38 +275,45 @@ func Teardown(ctx context.Context, st *State) error {
 	if st.Shaper != "" {
 		errs = append(errs, CleanupShaping(ctx, st))
 	}
-	// The switch ends of the veths live in the switch namespace (older runs: the host's).
-	links := netlink.Handle{}
-	h := &links
-	if sw, err := netns.GetFromName(SwitchNetnsName(st.RunID)); err == nil {
-		if sh, err := netlink.NewHandleAt(sw); err == nil {
-			defer sh.Close()
-			h = sh
-		}
-		sw.Close()
-	}
-	for _, v := range st.Veths {
-		l, err := h.LinkByName(v)
-		if err != nil {
-			continue // already gone (deleting a namespace removes its pair)
-		}
-		if l.Attrs().Alias != VethAlias(st.RunID) {
-			errs = append(errs, fmt.Errorf("veth %s does not carry run id %s; left in place", v, st.RunID))
-			continue
-		}
-		if err := h.LinkDel(l); err != nil {
-			errs = append(errs, fmt.Errorf("delete veth %s: %w", v, err))
-		}
-	}
-	for _, ns := range st.Namespaces {
+	swName := SwitchNetnsName(st.RunID)
+	deleteNetns := func(ns string) {
 		if !strings.HasPrefix(ns, "dt-"+st.RunID+"-") {
 			errs = append(errs, fmt.Errorf("namespace %s does not carry run id %s; left in place", ns, st.RunID))
-			continue
+			return
 		}
 		if err := netns.DeleteNamed(ns); err != nil && !os.IsNotExist(err) && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("delete netns %s: %w", ns, err))
 		}
 	}
+	for _, ns := range st.Namespaces {
+		if ns != swName {
+			deleteNetns(ns)
+		}
+	}
+	// Wait for the switch ends to vanish with their peers' namespaces, then delete what
+	// is left (a veth whose node namespace is still held open, or an older run's host veth).
+	h, closeHandle := switchHandle(st.RunID)
+	defer closeHandle()
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if len(existingVeths(h, st.Veths)) == 0 {
+			break
+		}
+	}
+	for _, l := range existingVeths(h, st.Veths) {
+		if l.Attrs().Alias != VethAlias(st.RunID) {
+			errs = append(errs, fmt.Errorf("veth %s does not carry run id %s; left in place", l.Attrs().Name, st.RunID))
+			continue
+		}
+		if err := h.LinkDel(l); err != nil {
+			errs = append(errs, fmt.Errorf("delete veth %s: %w", l.Attrs().Name, err))
+		}
+	}
+	if st.OVSDir != "" {
+		if err := inst.Kill(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	deleteNetns(swName)
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -299,4 +323,30 @@ func Teardown(ctx context.Context, st *State) error {
 		}
 	}
 	return nil
+}
+
+// switchHandle is a netlink handle in the run's switch namespace, or in ours when there
+// is none (runs from before the switch namespace kept their veths on the host).
+func switchHandle(runID string) (*netlink.Handle, func()) {
+	sw, err := netns.GetFromName(SwitchNetnsName(runID))
+	if err != nil {
+		return &netlink.Handle{}, func() {}
+	}
+	defer sw.Close()
+	h, err := netlink.NewHandleAt(sw)
+	if err != nil {
+		return &netlink.Handle{}, func() {}
+	}
+	return h, h.Close
+}
+
+// existingVeths returns those of names that still exist.
+func existingVeths(h *netlink.Handle, names []string) []netlink.Link {
+	var out []netlink.Link
+	for _, v := range names {
+		if l, err := h.LinkByName(v); err == nil {
+			out = append(out, l)
+		}
+	}
+	return out
 }
