@@ -271,3 +271,9 @@ func (c *Client) RunWorkload(ctx context.Context, spec workloads.Spec, onOp func
 func (c *Client) Shutdown(ctx context.Context) error {
 	return c.call(ctx, http.MethodPost, "/shutdown", nil, nil, nil)
 }
+
+// StopWorkload ends client's running workload gracefully: no new operations, those in
+// flight are still recorded, and RunWorkload then returns nil.
+func (c *Client) StopWorkload(ctx context.Context, client string) error {
+	return c.call(ctx, http.MethodPost, "/workload/stop", url.Values{"client": {client}}, nil, nil)
+}

@@ -95,6 +95,9 @@ type server struct {
 	shutdownc    chan struct{}
 
 	links *linkShaper // link impairments on this node's interfaces (shaping.go)
+
+	stopsMu sync.Mutex
+	stops   map[string]context.CancelFunc // client name → stop issuing its workload's ops
 }
 
 func newServer(opts Options) (*server, error) {
@@ -225,6 +228,7 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("POST /dirs/clean", s.handleClean)
 	mux.HandleFunc("GET /system/status", s.handleSystemStatus)
 	mux.HandleFunc("POST /workload", s.handleWorkload)
+	mux.HandleFunc("POST /workload/stop", s.handleWorkloadStop)
 	s.shapingRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { notRouted(mux, w, r) })
 	return mux
@@ -486,8 +490,23 @@ func (s *server) handleWorkload(w http.ResponseWriter, r *http.Request) {
 		}
 		n++
 	}
+	// A stop request ends the schedule but not the stream: operations in flight still
+	// complete and are recorded, so a stopped load leaves no write unaccounted for.
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	s.stopsMu.Lock()
+	if s.stops == nil {
+		s.stops = map[string]context.CancelFunc{}
+	}
+	s.stops[spec.Client] = stopRun
+	s.stopsMu.Unlock()
+	defer func() {
+		s.stopsMu.Lock()
+		delete(s.stops, spec.Client)
+		s.stopsMu.Unlock()
+	}()
 	s.log.Info("workload start", "client", spec.Client, "workload", spec.Name, "rate", spec.Rate, "duration", spec.Duration)
-	runErr := s.runWorkload(ctx, spec, kv, emit)
+	runErr := s.runWorkload(runCtx, spec, kv, emit)
 	mu.Lock()
 	defer mu.Unlock()
 	if runErr != nil {
@@ -498,4 +517,24 @@ func (s *server) handleWorkload(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(trailerStatus, "ok")
 	}
 	s.log.Info("workload end", "client", spec.Client, "ops", n, "err", runErr)
+}
+
+// handleWorkloadStop ends the schedule of a running workload (POST /workload/stop?client=NAME):
+// no new operations are issued, those in flight complete and are streamed, then the
+// workload's stream ends with status ok. 404 when no workload of that client runs.
+func (s *server) handleWorkloadStop(w http.ResponseWriter, r *http.Request) {
+	client := r.URL.Query().Get("client")
+	if client == "" {
+		writeError(w, badRequest("workload stop: query parameter client is required"))
+		return
+	}
+	s.stopsMu.Lock()
+	stop, ok := s.stops[client]
+	s.stopsMu.Unlock()
+	if !ok {
+		writeError(w, notFound("no workload of client %q runs here", client))
+		return
+	}
+	stop()
+	writeJSON(w, http.StatusOK, map[string]string{"client": client, "status": "stopping"})
 }

@@ -17,9 +17,10 @@ import (
 
 // fakeSystem is an in-memory system: its KV is a map and Status echoes the endpoint.
 type fakeSystem struct {
-	mu     sync.Mutex
-	kvs    []*fakeKV
-	failKV bool
+	mu      sync.Mutex
+	kvs     []*fakeKV
+	failKV  bool
+	latency time.Duration // each Put takes this long
 }
 
 func (f *fakeSystem) Name() string { return "fake" }
@@ -34,7 +35,7 @@ func (f *fakeSystem) NewKV(endpoints []string, timeout time.Duration) (workloads
 	if f.failKV {
 		return nil, errors.New("no route to cluster")
 	}
-	kv := &fakeKV{target: endpoints[0], data: map[string]string{}}
+	kv := &fakeKV{target: endpoints[0], data: map[string]string{}, latency: f.latency}
 	f.mu.Lock()
 	f.kvs = append(f.kvs, kv)
 	f.mu.Unlock()
@@ -56,15 +57,23 @@ func (f *fakeSystem) lookup(name string) (systems.System, error) {
 }
 
 type fakeKV struct {
-	mu     sync.Mutex
-	target string
-	data   map[string]string
-	ops    atomic.Int64
-	closed atomic.Bool
+	latency time.Duration
+	mu      sync.Mutex
+	target  string
+	data    map[string]string
+	ops     atomic.Int64
+	closed  atomic.Bool
 }
 
 func (k *fakeKV) Put(ctx context.Context, key, value string) error {
 	k.ops.Add(1)
+	if k.latency > 0 {
+		select {
+		case <-time.After(k.latency):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.data[key] = value
@@ -217,4 +226,51 @@ func TestSystemStatus(t *testing.T) {
 	}
 	_, err = a.SystemStatus(ctx, "nosuch", "http://127.0.0.1:2379")
 	wantStatus(t, err, 400)
+}
+
+// TestWorkloadStopKeepsInflight: a stopped workload issues nothing new, but every
+// operation already sent is still recorded and the stream ends cleanly.
+func TestWorkloadStopKeepsInflight(t *testing.T) {
+	fs := &fakeSystem{latency: 300 * time.Millisecond}
+	a := startTestAgent(t, func(s *server) { s.lookupSystem = fs.lookup })
+	ctx := ctxT(t)
+	var mu sync.Mutex
+	var recs []results.Op
+	done := make(chan error, 1)
+	go func() {
+		done <- a.RunWorkload(ctx, fakeSpec("c7", 100, 3600), func(op results.Op) error {
+			mu.Lock()
+			recs = append(recs, op)
+			mu.Unlock()
+			return nil
+		})
+	}()
+	time.Sleep(500 * time.Millisecond)
+	if err := a.StopWorkload(ctx, "c7"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("RunWorkload after a stop: %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("RunWorkload did not return after the stop")
+	}
+	fs.mu.Lock()
+	sent := fs.kvs[0].ops.Load()
+	fs.mu.Unlock()
+	mu.Lock()
+	defer mu.Unlock()
+	if int64(len(recs)) != sent || sent < 20 {
+		t.Fatalf("%d operations sent, %d recorded: every sent op must be recorded", sent, len(recs))
+	}
+	for _, op := range recs {
+		if !op.OK() {
+			t.Errorf("op %+v failed: in-flight ops must complete, not be cancelled", op)
+		}
+	}
+	if err := a.StopWorkload(ctx, "c7"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("stopping a finished workload: %v, want 404", err)
+	}
 }

@@ -27,8 +27,11 @@ func (c *Cluster) runSchedule(ctx context.Context, o Options) error {
 	env := &faultEnv{c: c, start: workStart}
 	c.Record(results.Event{Type: results.EventWorkloadStart})
 
-	wctx, cancelWork := context.WithCancel(ctx)
+	// The workload runs on its own context: on Ctrl-C the agents are asked to stop their
+	// schedules first, so the operations in flight are still recorded.
+	wctx, cancelWork := context.WithCancel(context.Background())
 	defer cancelWork()
+	clients := map[string]string{}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
@@ -44,6 +47,7 @@ func (c *Cluster) runSchedule(ctx context.Context, o Options) error {
 			endpoints = []string{eps[j%len(eps)]}
 		}
 		spec := c.Cfg.clientSpec(n.Name, c.T0.UnixNano(), endpoints)
+		clients[n.Name] = spec.Client
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -66,6 +70,14 @@ func (c *Cluster) runSchedule(ctx context.Context, o Options) error {
 	}()
 	workDone := make(chan struct{})
 	go func() { wg.Wait(); close(workDone) }()
+	go func() {
+		select {
+		case <-ctx.Done():
+			stopClients(c, clients, workDone)
+			cancelWork()
+		case <-workDone:
+		}
+	}()
 
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
