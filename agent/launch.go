@@ -9,13 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/dtlab/dt/internal/nsrun"
 )
 
 // LaunchOptions says where and how to start an agent process.
@@ -98,53 +97,17 @@ func Launch(ctx context.Context, o LaunchOptions) (*Agent, error) {
 	return a, nil
 }
 
-// startInNetns starts cmd from an OS thread switched into the named namespace; the
-// child inherits the thread's namespace. The switch happens in a goroutine of its own:
-// if the thread cannot be switched back it stays locked, and Go retires it when that
-// goroutine ends instead of handing it to other code.
+// startInNetns starts cmd inside the named namespace (a name under /var/run/netns or an
+// absolute path; "" = ours); the child inherits it.
 func startInNetns(name string, cmd *exec.Cmd) error {
-	if name == "" {
-		if err := cmd.Start(); err != nil {
-			return fmt.Errorf("start %s: %w", cmd.Path, err)
-		}
-		return nil
+	start := cmd.Start
+	if name != "" {
+		start = func() error { return nsrun.Start(name, cmd) }
 	}
-	open := netns.GetFromName
-	if filepath.IsAbs(name) {
-		open = netns.GetFromPath
+	if err := start(); err != nil {
+		return fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
-	target, err := open(name)
-	if err != nil {
-		return fmt.Errorf("open netns %s: %w", name, err)
-	}
-	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns %s: %w", name, err)
-			return
-		}
-		startErr := cmd.Start()
-		if err := netns.Set(orig); err != nil {
-			slog.Error("cannot switch thread back from netns; discarding it", "netns", name, "err", err)
-		} else {
-			runtime.UnlockOSThread()
-		}
-		if startErr != nil {
-			startErr = fmt.Errorf("start %s in netns %s: %w", cmd.Path, name, startErr)
-		}
-		errc <- startErr
-	}()
-	return <-errc
+	return nil
 }
 
 // waitReady polls Health until the agent we started answers.

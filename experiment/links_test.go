@@ -362,10 +362,18 @@ func TestLinkLossMeasured(t *testing.T) {
 	n := upNetwork(t, 2, func(c *Config) { c.LinkLoss = 10 })
 	const count = 2000
 	lo, hi := binomialBounds(count, 0.10)
-	lost := oneWayLoss(t, n, "s1", "s2", count)
-	t.Logf("lost %d of %d (%.1f %%), 99 %% bounds %d-%d", lost, count, 100*float64(lost)/count, lo, hi)
-	if lost < lo || lost > hi {
-		t.Errorf("lost %d of %d, want %d..%d (10 %% ± binomial 99 %%)", lost, count, lo, hi)
+	// A correct 10 % falls outside its 99 % bounds once in a hundred measurements; only
+	// two misses in a row (one in ten thousand) count as a failure.
+	for try := 1; ; try++ {
+		lost := oneWayLoss(t, n, "s1", "s2", count)
+		t.Logf("lost %d of %d (%.1f %%), 99 %% bounds %d-%d", lost, count, 100*float64(lost)/count, lo, hi)
+		if lost >= lo && lost <= hi {
+			break
+		}
+		if try == 2 {
+			t.Errorf("lost %d of %d twice outside %d..%d (10 %% ± binomial 99 %%)", lost, count, lo, hi)
+			break
+		}
 	}
 }
 

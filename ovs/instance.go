@@ -12,13 +12,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/dtlab/dt/internal/nsrun"
 )
 
 // Datapath types.
@@ -201,28 +200,12 @@ func (i *Instance) runIn(ctx context.Context, netnsName, name string, args ...st
 	return nil
 }
 
-// startIn starts cmd from a thread switched into the named namespace; the child inherits
-// it. The thread stays locked and dies with its goroutine, so no Go code ever runs on a
-// thread left in the wrong namespace.
+// startIn starts cmd inside the named namespace ("" = ours); the child inherits it.
 func startIn(netnsName string, cmd *exec.Cmd) error {
 	if netnsName == "" {
 		return cmd.Start()
 	}
-	target, err := netns.GetFromName(netnsName)
-	if err != nil {
-		return fmt.Errorf("open netns %s: %w", netnsName, err)
-	}
-	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := netns.Set(target); err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", netnsName, err)
-			return
-		}
-		errc <- cmd.Start()
-	}()
-	return <-errc
+	return nsrun.Start(netnsName, cmd)
 }
 
 // Pids returns the pids of the instance's daemons that are still alive and really ours

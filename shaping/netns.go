@@ -5,45 +5,24 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"runtime"
 	"strings"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+
+	"github.com/dtlab/dt/internal/nsrun"
 )
 
 // do runs fn in the configured namespace: directly when none is set, otherwise on a
-// fresh goroutine locked to its OS thread, switched into the namespace and back. Processes
-// fn starts inherit the thread's namespace, which is how iptables runs there. A thread
-// that cannot switch back stays locked, so the runtime discards it with the goroutine.
+// thread switched into it (nsrun). Processes fn starts inherit the namespace, which is how
+// iptables runs there.
 func (c *config) do(fn func() error) error {
 	if c.ns < 0 {
 		return fn()
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("shaping: get current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(c.ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("shaping: enter netns: %w", err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- fmt.Errorf("shaping: return from netns: %w (thread discarded)", err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	if err := nsrun.Do(c.ns, fn); err != nil {
+		return fmt.Errorf("shaping: %w", err)
+	}
+	return nil
 }
 
 // handle is a netlink handle bound to the configured namespace; close it after use.

@@ -268,16 +268,24 @@ func TestUserspaceLoss(t *testing.T) {
 	apply(t, ua, tn.ifA, Impairment{Loss: 10})
 
 	const n = 2000
-	sink := newUDPSink(t, tn.nsB, tn.ipB)
-	sendSeq(t, tn.nsA, sink.addr, 0, n, 250*time.Microsecond)
-	time.Sleep(300 * time.Millisecond)
-	sink.mu.Lock()
-	lost := n - len(sink.seen)
-	sink.mu.Unlock()
 	lo, hi := binomialBounds(n, 0.10)
-	t.Logf("lost %d of %d (%.2f %%), 99 %% bounds %d-%d", lost, n, 100*float64(lost)/n, lo, hi)
-	if lost < lo || lost > hi {
-		t.Errorf("lost %d of %d, outside the binomial 99 %% bounds %d-%d for 10 %%", lost, n, lo, hi)
+	// A correct 10 % falls outside its 99 % bounds once in a hundred measurements; only
+	// two misses in a row (one in ten thousand) count as a failure.
+	for try := 1; ; try++ {
+		sink := newUDPSink(t, tn.nsB, tn.ipB)
+		sendSeq(t, tn.nsA, sink.addr, 0, n, 250*time.Microsecond)
+		time.Sleep(300 * time.Millisecond)
+		sink.mu.Lock()
+		lost := n - len(sink.seen)
+		sink.mu.Unlock()
+		t.Logf("lost %d of %d (%.2f %%), 99 %% bounds %d-%d", lost, n, 100*float64(lost)/n, lo, hi)
+		if lost >= lo && lost <= hi {
+			break
+		}
+		if try == 2 {
+			t.Errorf("lost %d of %d twice outside the binomial 99 %% bounds %d-%d for 10 %%", lost, n, lo, hi)
+			break
+		}
 	}
 }
 

@@ -7,39 +7,15 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/dtlab/dt/internal/nsrun"
 )
 
-// InNetns runs fn on a locked OS thread switched into the named namespace, then switches
-// back. If switching back fails the thread stays locked, so Go discards it rather than
-// reuse a thread left in the wrong namespace.
-func InNetns(name string, fn func() error) error {
-	target, err := netns.GetFromName(name)
-	if err != nil {
-		return fmt.Errorf("open netns %s: %w", name, err)
-	}
-	defer target.Close()
-	return inNetnsHandle(target, fn)
-}
+// InNetns runs fn with the calling thread in the named namespace (see nsrun): sockets it
+// opens live there.
+func InNetns(name string, fn func() error) error { return nsrun.DoNamed(name, fn) }
 
-func inNetnsHandle(target netns.NsHandle, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("get current netns: %w", err)
-	}
-	defer orig.Close()
-	if err := netns.Set(target); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter netns: %w", err)
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		return fmt.Errorf("return to original netns: %w (thread discarded)", err)
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
+func inNetnsHandle(target netns.NsHandle, fn func() error) error { return nsrun.Do(target, fn) }
 
 // newNamedNetns creates a named namespace (bind-mounted under /var/run/netns so that
 // `ip netns exec` works from outside) without leaving the calling thread in it.
