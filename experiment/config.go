@@ -85,8 +85,12 @@ func Defaults() Config {
 // Validate checks every name and value, naming the bad one and the valid choices.
 func (c Config) Validate() error {
 	var errs []error
-	if _, err := systems.Lookup(c.System); err != nil {
+	if sys, err := systems.Lookup(c.System); err != nil {
 		errs = append(errs, err)
+	} else if ch, ok := sys.(systems.Checker); ok {
+		if err := ch.Check(systems.Cluster{Bin: c.SystemBin}); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	servers, clients := c.Nodes, c.Clients
 	if bo, err := c.BuildOptions(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -379,4 +380,16 @@ func (e *etcd) Status(ctx context.Context, endpoint string) (MemberStatus, error
 		st.Healthy = true
 	}
 	return st, nil
+}
+
+// Check reports a missing etcd binary with the package that provides it.
+func (e *etcd) Check(c Cluster) error {
+	bin := c.Bin
+	if bin == "" {
+		bin = EtcdBin
+	}
+	if _, err := exec.LookPath(bin); err != nil {
+		return fmt.Errorf("etcd binary %s not found (apt-get install etcd-server, or --etcd-bin PATH): %w", bin, err)
+	}
+	return nil
 }

@@ -128,3 +128,9 @@ func Names() []string {
 	slices.Sort(names)
 	return names
 }
+
+// Checker is implemented by systems that can tell before a run whether what they need is
+// installed, with an error that says how to install it.
+type Checker interface {
+	Check(c Cluster) error
+}

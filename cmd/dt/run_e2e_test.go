@@ -110,6 +110,7 @@ func TestRunRejectsBadInput(t *testing.T) {
 		{[]string{"run", "etcd", "simple", "uniform", "leader", "--write-ratio", "2"}, "write_ratio"},
 		{[]string{"run", "etcd", "simple", "uniform", "kill-n", "--kill-n", "4"}, "--kill-n 4"},
 		{[]string{"run", "etcd", "simple", "uniform", "leader", "--client-endpoints", "some"}, "valid are all, one"},
+		{[]string{"run", "etcd", "simple", "uniform", "leader", "--etcd-bin", "/nonexistent/etcd"}, "apt-get install etcd-server"},
 	}
 	for _, c := range cases {
 		out, err := e.dt(c.args...)
