@@ -278,3 +278,31 @@ func assertGone(t testing.TB, st *State) {
 		t.Errorf("runtime dir %s left behind", st.Dir)
 	}
 }
+
+// TestOrphansAreFoundAndRemoved: a run whose state file is gone is still found by its
+// names and tags, and removed completely.
+func TestOrphansAreFoundAndRemoved(t *testing.T) {
+	needRoot(t)
+	testRuntimeDir(t)
+	live := upSimple(t, 2, 1)
+	st := *live.State
+	if err := os.RemoveAll(st.Dir); err != nil { // the state file goes with it
+		t.Fatal(err)
+	}
+	var orphan *State
+	for _, o := range Orphans() {
+		if o.RunID == st.RunID {
+			orphan = o
+		}
+	}
+	if orphan == nil {
+		t.Fatalf("run %s without its state file is not reported as an orphan", st.RunID)
+	}
+	if len(orphan.Namespaces) != len(st.Namespaces) {
+		t.Errorf("orphan has namespaces %v, want %v", orphan.Namespaces, st.Namespaces)
+	}
+	if err := Teardown(context.Background(), orphan); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, &st)
+}

@@ -10,7 +10,7 @@ import (
 )
 
 func newCleanCmd() *cobra.Command {
-	var all bool
+	var all, orphans bool
 	c := &cobra.Command{
 		Use:   "clean",
 		Short: "Remove what dt created (namespaces, veths, OVS daemons, processes, files) and nothing else",
@@ -36,6 +36,19 @@ alone unless --all is given.`,
 				fmt.Printf("removed run %s (%d namespaces, %d bridges)\n", s.RunID, len(s.Namespaces), len(s.Bridges))
 				cleaned++
 			}
+			for _, o := range topology.Orphans() {
+				if !orphans {
+					cleaned++ // not "nothing to clean": there is, on request
+					fmt.Printf("orphan run %s (%d namespaces, %d veths, no state file here): dt clean --orphans removes it\n", o.RunID, len(o.Namespaces), len(o.Veths))
+					continue
+				}
+				if err := topology.Teardown(context.Background(), o); err != nil {
+					errs = append(errs, fmt.Errorf("orphan run %s: %w", o.RunID, err))
+					continue
+				}
+				fmt.Printf("removed orphan run %s (%d namespaces, %d veths)\n", o.RunID, len(o.Namespaces), len(o.Veths))
+				cleaned++
+			}
 			if cleaned == 0 && len(errs) == 0 {
 				fmt.Println("nothing to clean")
 			}
@@ -43,5 +56,6 @@ alone unless --all is given.`,
 		},
 	}
 	c.Flags().BoolVar(&all, "all", false, "also remove runs whose owner is still alive")
+	c.Flags().BoolVar(&orphans, "orphans", false, "also remove runs with no state file here (namespaces dt-<id>-*, veths tagged dt-run-id=<id>, processes with DT_RUN_ID=<id>); a live run of another DT_RUNTIME_DIR looks the same")
 	return c
 }

@@ -1,0 +1,56 @@
+package topology
+
+import (
+	"os"
+	"regexp"
+	"sort"
+
+	"github.com/vishvananda/netlink"
+)
+
+var runNetnsRE = regexp.MustCompile(`^dt-([0-9a-f]{6})-([a-z][a-z0-9]*)$`)
+
+// Orphans finds runs whose objects exist but whose state file is gone (its runtime dir
+// was removed by hand, or belonged to another DT_RUNTIME_DIR): namespaces named
+// dt-<run id>-<node>, host veths whose alias names the run, processes carrying
+// DT_RUN_ID=<run id>. Each comes back as a State that Teardown can remove. A run of
+// another runtime root that is still alive looks the same, which is why `dt clean` only
+// removes orphans when asked to.
+func Orphans() []*State {
+	known := map[string]bool{}
+	states, _ := ListStates()
+	for _, s := range states {
+		known[s.RunID] = true
+	}
+	found := map[string]*State{}
+	get := func(id string) *State {
+		if found[id] == nil {
+			found[id] = &State{RunID: id}
+		}
+		return found[id]
+	}
+	ents, _ := os.ReadDir("/var/run/netns")
+	for _, e := range ents {
+		if m := runNetnsRE.FindStringSubmatch(e.Name()); m != nil && !known[m[1]] {
+			st := get(m[1])
+			st.Namespaces = append(st.Namespaces, e.Name())
+		}
+	}
+	links, _ := netlink.LinkList()
+	for _, l := range links {
+		alias := l.Attrs().Alias
+		if len(alias) == len("dt-run-id=")+6 && alias[:len("dt-run-id=")] == "dt-run-id=" {
+			if id := alias[len("dt-run-id="):]; !known[id] {
+				st := get(id)
+				st.Veths = append(st.Veths, l.Attrs().Name)
+			}
+		}
+	}
+	var out []*State
+	for _, st := range found {
+		sort.Strings(st.Namespaces)
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].RunID < out[j].RunID })
+	return out
+}
