@@ -803,7 +803,12 @@ func TestUserspaceIPv6(t *testing.T) {
 		}
 	}
 	echo := udpEcho(t, tn.nsB, b6)
+	// The first probes wait for IPv6 neighbour discovery (seen: a 540 ms median); measure
+	// the base only once the path is warm.
 	base := medianRTT(t, tn, echo)
+	for try := 0; try < 5 && base > 5*time.Millisecond; try++ {
+		base = medianRTT(t, tn, echo)
+	}
 	ua, _ := userspacePair(t, tn, testOwner(t))
 	const oneWay = 15 * time.Millisecond
 	apply(t, ua, tn.ifA, Impairment{Delay: oneWay})
