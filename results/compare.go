@@ -286,7 +286,7 @@ func compareFigure(runs []*compared) (pngData, svgData []byte, err error) {
 	top := newPlot(title+": throughput", "", "successful ops/s (1 s buckets)")
 	bot := newPlot("p99 latency", xlabel, "p99 latency (ms, log scale)")
 	bot.Y.Scale = plot.LogScale{}
-	bot.Y.Tick.Marker = logTicks{}
+	bot.Y.Tick.Marker = LogTicks{}
 	top.Legend.Top, top.Legend.Left = true, false
 	top.Legend.XOffs = -8
 

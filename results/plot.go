@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -86,9 +87,10 @@ func newPlot(title, xLabel, yLabel string) *plot.Plot {
 	return p
 }
 
-// render draws p as PNG and SVG.
-func render(p *plot.Plot, w, h vg.Length) (pngData, svgData []byte, err error) {
-	defer func() { // gonum panics on degenerate input; one bad plot must not lose the report
+// RenderPlot draws p as PNG (at dt's plot DPI) and SVG. It recovers from gonum's panics
+// on degenerate input: one bad plot must not lose a report.
+func RenderPlot(p *plot.Plot, w, h vg.Length) (pngData, svgData []byte, err error) {
+	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("draw %q: %v", p.Title.Text, r)
 		}
@@ -116,7 +118,7 @@ func (a *analysis) drawPlots(sum *Summary, series map[time.Duration]*Series, wid
 		a.throughputPlot, a.latencyPlot, a.cdfPlot,
 	} {
 		pf, p := mk(sum, series, widths)
-		png, svg, err := render(p, plotW, plotH)
+		png, svg, err := RenderPlot(p, plotW, plotH)
 		if err != nil {
 			errs = append(errs, err.Error())
 			continue
@@ -269,7 +271,7 @@ func (a *analysis) latencyPlot(sum *Summary, series map[time.Duration]*Series, w
 	lo, hi := a.timeRange()
 	p.X.Min, p.X.Max = lo, hi
 	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = logTicks{}
+	p.Y.Tick.Marker = LogTicks{}
 
 	const floor = 0.01 // ms; the log scale needs positive values
 	ymin, ymax := math.Inf(1), math.Inf(-1)
@@ -362,7 +364,7 @@ func (a *analysis) scatterPoints(x0, x1, ly0, ly1, floor float64) (ok, failed pl
 func (a *analysis) cdfPlot(sum *Summary, _ map[time.Duration]*Series, _ []time.Duration) (plotFile, *plot.Plot) {
 	p := newPlot(sum.Title+": latency CDF", "latency (ms, log scale)", "fraction of successful operations")
 	p.X.Scale = plot.LogScale{}
-	p.X.Tick.Marker = logTicks{}
+	p.X.Tick.Marker = LogTicks{}
 	p.Legend.Top, p.Legend.Left = false, false
 	p.Legend.XOffs, p.Legend.YOffs = -8, 8
 
@@ -675,12 +677,13 @@ func (h hLines) Plot(c draw.Canvas, p *plot.Plot) {
 	}
 }
 
-// logTicks labels every power of ten (and 2 and 5 between them when few decades are
-// shown) in plain numbers, which read better than gonum's default.
-type logTicks struct{}
+// LogTicks labels every power of ten (and 2 and 5 between them when few decades are
+// shown) in plain numbers, which read better than gonum's default; less than a decade
+// falls back to plain ticks.
+type LogTicks struct{}
 
 // Ticks implements plot.Ticker.
-func (logTicks) Ticks(lo, hi float64) []plot.Tick {
+func (LogTicks) Ticks(lo, hi float64) []plot.Tick {
 	if lo <= 0 || hi <= lo {
 		return nil
 	}
@@ -690,18 +693,23 @@ func (logTicks) Ticks(lo, hi float64) []plot.Tick {
 		base := math.Pow(10, e)
 		for m := 1; m < 10; m++ {
 			v := base * float64(m)
-			if v < lo || v > hi {
+			if v < lo*(1-1e-9) || v > hi*(1+1e-9) {
 				continue
 			}
 			label := ""
 			if m == 1 || (decades < 4.5 && (m == 2 || m == 5)) {
-				label = strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.3f", v), "0"), ".")
-				if v >= 1000 {
-					label = fmt.Sprintf("%.0f", v)
+				// 12 significant digits hide float noise (0.30000000000000004).
+				r, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 12, 64), 64)
+				label = strconv.FormatFloat(r, 'g', -1, 64)
+				if v >= 1e6 || v < 1e-3 {
+					label = strconv.FormatFloat(v, 'g', 3, 64)
 				}
 			}
 			ticks = append(ticks, plot.Tick{Value: v, Label: label})
 		}
+	}
+	if len(ticks) < 2 {
+		return plot.DefaultTicks{}.Ticks(lo, hi)
 	}
 	return ticks
 }

@@ -1,7 +1,6 @@
 package sweep
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"image/color"
@@ -11,12 +10,11 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dtlab/dt/results"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
-	"gonum.org/v1/plot/vg/vgsvg"
 )
 
 const (
@@ -230,7 +228,7 @@ func (d *Dir) writePlots(rows []Row, specs []PlotSpec) ([]PlotFile, error) {
 				name += "__" + safe(strings.ReplaceAll(f.key, ",", "_"))
 			}
 			p := d.Sweep.drawPlot(spec, f, lines)
-			png, svg, err := render(p)
+			png, svg, err := results.RenderPlot(p, plotW, plotH)
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -301,11 +299,11 @@ func (s *Sweep) drawPlot(spec PlotSpec, f facet, lines []series) *plot.Plot {
 	}
 	if logX {
 		p.X.Scale = plot.LogScale{}
-		p.X.Tick.Marker = logTicks{}
+		p.X.Tick.Marker = results.LogTicks{}
 	}
 	if logY {
 		p.Y.Scale = plot.LogScale{}
-		p.Y.Tick.Marker = logTicks{}
+		p.Y.Tick.Marker = results.LogTicks{}
 	}
 	if categorical {
 		var ticks []plot.Tick
@@ -402,59 +400,4 @@ func xRange(xa Axis, categorical, logX bool) (float64, float64) {
 		m = math.Max(math.Abs(lo)*0.1, 1)
 	}
 	return lo - m, hi + m
-}
-
-// render draws p as PNG and SVG.
-func render(p *plot.Plot) (pngData, svgData []byte, err error) {
-	defer func() { // gonum panics on degenerate input; one bad plot must not lose the others
-		if r := recover(); r != nil {
-			err = fmt.Errorf("draw %q: %v", p.Title.Text, r)
-		}
-	}()
-	ic := vgimg.NewWith(vgimg.UseWH(plotW, plotH), vgimg.UseDPI(plotDPI))
-	p.Draw(draw.New(ic))
-	var pb bytes.Buffer
-	if _, err := (vgimg.PngCanvas{Canvas: ic}).WriteTo(&pb); err != nil {
-		return nil, nil, fmt.Errorf("encode png: %w", err)
-	}
-	sc := vgsvg.New(plotW, plotH)
-	p.Draw(draw.New(sc))
-	var sb bytes.Buffer
-	if _, err := sc.WriteTo(&sb); err != nil {
-		return nil, nil, fmt.Errorf("encode svg: %w", err)
-	}
-	return pb.Bytes(), sb.Bytes(), nil
-}
-
-// logTicks labels 1, 2 and 5 times each power of ten in plain numbers.
-type logTicks struct{}
-
-// Ticks implements plot.Ticker.
-func (logTicks) Ticks(lo, hi float64) []plot.Tick {
-	if lo <= 0 || hi <= lo {
-		return nil
-	}
-	var ticks []plot.Tick
-	decades := math.Log10(hi / lo)
-	for e := math.Floor(math.Log10(lo)); e <= math.Ceil(math.Log10(hi)); e++ {
-		base := math.Pow(10, e)
-		for m := 1; m < 10; m++ {
-			v := base * float64(m)
-			if v < lo*(1-1e-9) || v > hi*(1+1e-9) {
-				continue
-			}
-			label := ""
-			if m == 1 || (decades < 3 && (m == 2 || m == 5)) {
-				label = strconv.FormatFloat(roundSig(v), 'g', -1, 64)
-				if v >= 1e6 || v < 1e-3 {
-					label = strconv.FormatFloat(v, 'g', 3, 64)
-				}
-			}
-			ticks = append(ticks, plot.Tick{Value: v, Label: label})
-		}
-	}
-	if len(ticks) < 2 { // less than a decade: fall back to plain ticks
-		return plot.DefaultTicks{}.Ticks(lo, hi)
-	}
-	return ticks
 }
