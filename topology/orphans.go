@@ -1,9 +1,11 @@
 package topology
 
 import (
+	"fmt"
 	"os"
 	"regexp"
 	"sort"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 )
@@ -11,11 +13,11 @@ import (
 var runNetnsRE = regexp.MustCompile(`^dt-([0-9a-f]{6})-([a-z][a-z0-9]*)$`)
 
 // Orphans finds runs whose objects exist but whose state file is gone (its runtime dir
-// was removed by hand, or belonged to another DT_RUNTIME_DIR): namespaces named
+// was removed by hand, or it crashed under another DT_RUNTIME_DIR): namespaces named
 // dt-<run id>-<node>, host veths whose alias names the run, processes carrying
-// DT_RUN_ID=<run id>. Each comes back as a State that Teardown can remove. A run of
-// another runtime root that is still alive looks the same, which is why `dt clean` only
-// removes orphans when asked to.
+// DT_RUN_ID=<run id>. Each comes back as a State that Teardown can remove. A run whose
+// processes point at a state file in another runtime root is alive there and is left out;
+// `dt clean` still removes orphans only when asked to.
 func Orphans() []*State {
 	known := map[string]bool{}
 	states, _ := ListStates()
@@ -48,9 +50,33 @@ func Orphans() []*State {
 	}
 	var out []*State
 	for _, st := range found {
+		if liveElsewhere(st.RunID) {
+			continue
+		}
 		sort.Strings(st.Namespaces)
 		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].RunID < out[j].RunID })
 	return out
+}
+
+// liveElsewhere reports whether a process of the run names a directory .../<run id>/
+// that holds a state file: the run is managed under another runtime root.
+func liveElsewhere(runID string) bool {
+	seg := string(os.PathSeparator) + runID + string(os.PathSeparator)
+	for _, pid := range RunProcesses(runID) {
+		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue
+		}
+		for _, arg := range strings.Split(string(cmd), "\x00") {
+			if i := strings.Index(arg, seg); i >= 0 {
+				dir := arg[strings.LastIndex(arg[:i+1], "=")+1 : i+len(seg)]
+				if _, err := os.Stat(StatePath(dir)); err == nil {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

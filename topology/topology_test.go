@@ -306,3 +306,24 @@ func TestOrphansAreFoundAndRemoved(t *testing.T) {
 	}
 	assertGone(t, &st)
 }
+
+// TestLiveRunOfAnotherRootIsNoOrphan: a run managed under another DT_RUNTIME_DIR is
+// alive, not orphaned, and `dt clean --orphans` from here must not touch it.
+func TestLiveRunOfAnotherRootIsNoOrphan(t *testing.T) {
+	needRoot(t)
+	testRuntimeDir(t)
+	live := upSimple(t, 1, 0)
+	other, err := os.MkdirTemp("/tmp", "dtrt-other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(other)
+	mine := os.Getenv("DT_RUNTIME_DIR")
+	t.Setenv("DT_RUNTIME_DIR", other)
+	for _, o := range Orphans() {
+		if o.RunID == live.State.RunID {
+			t.Errorf("live run %s of runtime dir %s reported as an orphan from %s", o.RunID, mine, other)
+		}
+	}
+	t.Setenv("DT_RUNTIME_DIR", mine)
+}
