@@ -65,13 +65,10 @@ func (n *Netem) Apply(ctx context.Context, iface string, imp Impairment) error {
 //	tc filter add dev <iface> parent d7XX: protocol ip prio <p> u32 match ip dst <prefix> flowid d7XX:<m>
 //	tc filter add dev <iface> parent d7XX: protocol all prio <last> u32 match u32 0 0 flowid d7XX:<default>
 func (n *Netem) ApplyRules(ctx context.Context, iface string, rules []Rule) error {
-	if err := validIface(iface); err != nil {
+	rules, err := checkRules(iface, rules)
+	if err != nil {
 		return err
 	}
-	if err := ValidateRules(rules); err != nil {
-		return fmt.Errorf("shaping: %s: %w", iface, err)
-	}
-	rules = normalRules(rules)
 	if len(rules) == 0 {
 		return n.Clear(ctx, iface)
 	}

@@ -324,3 +324,15 @@ func keyString(k layerKey) string {
 	}
 	return k.p.String()
 }
+
+// checkRules validates iface and rules for ApplyRules and returns the rules normalised
+// (see normalRules); no rules left means clear.
+func checkRules(iface string, rules []Rule) ([]Rule, error) {
+	if err := validIface(iface); err != nil {
+		return nil, err
+	}
+	if err := ValidateRules(rules); err != nil {
+		return nil, fmt.Errorf("shaping: %s: %w", iface, err)
+	}
+	return normalRules(rules), nil
+}

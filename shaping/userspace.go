@@ -96,13 +96,10 @@ func (u *Userspace) Apply(ctx context.Context, iface string, imp Impairment) err
 // (and the same with ip6tables for IPv6 prefixes and the default rule), plus a reader of
 // each queue in this process.
 func (u *Userspace) ApplyRules(ctx context.Context, iface string, rules []Rule) error {
-	if err := validIface(iface); err != nil {
+	rules, err := checkRules(iface, rules)
+	if err != nil {
 		return err
 	}
-	if err := ValidateRules(rules); err != nil {
-		return fmt.Errorf("shaping: %s: %w", iface, err)
-	}
-	rules = normalRules(rules)
 	if len(rules) == 0 {
 		return u.Clear(ctx, iface)
 	}
