@@ -318,6 +318,26 @@ func (l *Live) ShapeLink(ctx context.Context, a, b string, imp shaping.Impairmen
 // the targets. A path between two targets gets imp once. It returns the undo; if a node
 // fails, the others are undone.
 func (l *Live) Impair(ctx context.Context, targets []string, imp shaping.Impairment, owner string) (func(context.Context) error, error) {
+	return l.ImpairDirection(ctx, targets, imp, Both, owner)
+}
+
+// Directions of ImpairDirection, seen from the targets.
+const (
+	In   = "in"   // packets to the targets: on every other node's eth0, for the targets
+	Out  = "out"  // packets from the targets: on the targets' eth0, for every destination
+	Both = "both" // both: Impair
+)
+
+// ImpairDirection is Impair limited to the packets sent to the targets (In), or sent by
+// them (Out), or both. With no targets it impairs every path whatever dir says.
+func (l *Live) ImpairDirection(ctx context.Context, targets []string, imp shaping.Impairment, dir, owner string) (func(context.Context) error, error) {
+	switch dir {
+	case In, Out, Both:
+	case "":
+		dir = Both
+	default:
+		return nil, fmt.Errorf("direction %q: valid are %s, %s, %s", dir, In, Out, Both)
+	}
 	if err := imp.Validate(); err != nil {
 		return nil, err
 	}
@@ -340,10 +360,13 @@ func (l *Live) Impair(ctx context.Context, targets []string, imp shaping.Impairm
 	layers := map[string]shaping.Layer{}
 	for _, n := range l.Spec.Nodes {
 		layer := shaping.Layer{Name: name, Mode: shaping.ModeAdd}
-		if len(targets) == 0 || isTarget[n.Name] {
+		switch {
+		case len(targets) == 0 || (isTarget[n.Name] && dir != In):
 			layer.Rules = []shaping.Rule{{Impairment: imp}}
-		} else {
+		case dir != Out: // a target too receives from the other targets
 			layer.Rules = []shaping.Rule{{Dst: dsts, Impairment: imp}}
+		default:
+			continue // this node sends nothing the impairment covers
 		}
 		nodes = append(nodes, n.Name)
 		layers[n.Name] = layer
