@@ -39,19 +39,42 @@ func (c Cookie) Match() string { return fmt.Sprintf("cookie=%#x/-1", uint64(c)) 
 // "priority=100,ip,nw_src=10.0.0.1,nw_dst=10.0.0.2,actions=drop".
 type Flow string
 
+// DropPriority is the priority of every dt drop rule, above the bridge's default NORMAL
+// rule (priority 0). Partitions (DropIP) and port drops (DropPort) share it: their
+// matches differ, so one never replaces the other, and where a packet matches both, either
+// rule drops it.
+const DropPriority = 100
+
 // DropIP returns the rule dropping IPv4 traffic from src to dst (ARP still flows, so
 // the hosts keep their neighbour entries and traffic resumes at once on heal).
 func DropIP(src, dst string) Flow {
-	return Flow(fmt.Sprintf("priority=100,ip,nw_src=%s,nw_dst=%s,actions=drop", src, dst))
+	return Flow(fmt.Sprintf("priority=%d,ip,nw_src=%s,nw_dst=%s,actions=drop", DropPriority, src, dst))
 }
 
-// AddFlows installs rules on bridge, all tagged with cookie, in one ovs-ofctl call.
+// DropPort returns the rule dropping IPv4 packets of proto ("tcp" or "udp") to dst's
+// port, from any source: what `iptables -A INPUT -p PROTO --dport PORT -j DROP` on dst does
+// to packets from other hosts. Packets dst sends from that port still flow.
+func DropPort(dst, proto string, port int) Flow {
+	return Flow(fmt.Sprintf("priority=%d,%s,nw_dst=%s,tp_dst=%d,actions=drop", DropPriority, proto, dst, port))
+}
+
+// ownerMatch is a match that every packet entering table 0 satisfies (metadata is 0
+// there) but whose mask is the cookie's owner bits, so that the same rule installed under
+// two cookies is two rules. OpenFlow replaces a rule with an identical match and priority,
+// cookie included: without it, two faults dropping the same traffic shared one rule,
+// and healing either one healed both.
+func (c Cookie) ownerMatch() string { return fmt.Sprintf("metadata=0/%#x", uint64(c)&0xffffffff) }
+
+// AddFlows installs rules on bridge, all tagged with cookie, in one ovs-ofctl call. Each
+// rule also matches metadata=0 under a mask unique to the cookie's owner (ownerMatch): the
+// same rule under another cookie stays a separate rule, and each heal removes only its own.
+// Rules must be for table 0 and must not match metadata themselves.
 //
-// Equivalent to: ovs-ofctl add-flows unix:DIR/BRIDGE.mgmt - <<< "cookie=C,FLOW..."
+// Equivalent to: ovs-ofctl add-flows unix:DIR/BRIDGE.mgmt - <<< "cookie=C,metadata=0/OWNER,FLOW..."
 func (i *Instance) AddFlows(ctx context.Context, bridge string, cookie Cookie, flows []Flow) error {
 	var b strings.Builder
 	for _, f := range flows {
-		fmt.Fprintf(&b, "cookie=%#x,%s\n", uint64(cookie), f)
+		fmt.Fprintf(&b, "cookie=%#x,%s,%s\n", uint64(cookie), cookie.ownerMatch(), f)
 	}
 	if err := i.ofctl(ctx, b.String(), "add-flows", "unix:"+i.MgmtSocket(bridge), "-"); err != nil {
 		return err

@@ -40,6 +40,17 @@ func needOVS(t *testing.T) *Instance {
 	return inst
 }
 
+// needBridge is needOVS with one bridge, dtovsbr.
+func needBridge(t *testing.T) (*Instance, context.Context) {
+	t.Helper()
+	inst := needOVS(t)
+	ctx := context.Background()
+	if err := inst.AddBridge(ctx, "dtovsbr", nil); err != nil {
+		t.Fatal(err)
+	}
+	return inst, ctx
+}
+
 func TestStartStopLeavesNoDaemon(t *testing.T) {
 	inst := needOVS(t)
 	if p := inst.Pids(); len(p) != 2 {
@@ -54,11 +65,7 @@ func TestStartStopLeavesNoDaemon(t *testing.T) {
 }
 
 func TestFlowsAreRemovedByCookieOnly(t *testing.T) {
-	inst := needOVS(t)
-	ctx := context.Background()
-	if err := inst.AddBridge(ctx, "dtovsbr", nil); err != nil {
-		t.Fatal(err)
-	}
+	inst, ctx := needBridge(t)
 	a, b := NewCookie(inst.RunID, "fault-a"), NewCookie(inst.RunID, "fault-b")
 	if a == b || a>>32 != b>>32 {
 		t.Fatalf("cookies must share the run prefix and differ per owner: %#x %#x", a, b)
@@ -96,14 +103,64 @@ func TestFlowsAreRemovedByCookieOnly(t *testing.T) {
 	}
 }
 
+// TestSameRuleUnderTwoCookies: two owners dropping the same traffic each keep a rule of
+// their own, so healing one leaves the other's in force (OpenFlow replaces a rule with an
+// identical match and priority, cookie and all, unless the matches differ).
+func TestSameRuleUnderTwoCookies(t *testing.T) {
+	inst, ctx := needBridge(t)
+	a, b := NewCookie(inst.RunID, "fault-a"), NewCookie(inst.RunID, "fault-b")
+	rules := func(c Cookie) int {
+		flows, err := inst.DumpFlows(ctx, "dtovsbr")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, f := range flows {
+			if strings.Contains(f, fmt.Sprintf("cookie=%#x,", uint64(c))) && strings.Contains(f, "nw_dst=10.0.0.2") {
+				n++
+			}
+		}
+		return n
+	}
+	same := []Flow{DropIP("10.0.0.1", "10.0.0.2"), DropPort("10.0.0.2", "tcp", 2379)}
+	for _, c := range []Cookie{a, b, a} { // a again: idempotent for one owner
+		if err := inst.AddFlows(ctx, "dtovsbr", c, same); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rules(a) != 2 || rules(b) != 2 {
+		t.Fatalf("same rules under two cookies: a has %d, b has %d, want 2 each", rules(a), rules(b))
+	}
+	if err := inst.DelFlows(ctx, "dtovsbr", a); err != nil {
+		t.Fatal(err)
+	}
+	if rules(a) != 0 || rules(b) != 2 {
+		t.Errorf("after healing a: a has %d, b has %d, want 0 and 2", rules(a), rules(b))
+	}
+}
+
+func TestDropFlowText(t *testing.T) {
+	for _, c := range []struct {
+		got  Flow
+		want string
+	}{
+		{DropIP("10.0.0.1", "10.0.0.2"), "priority=100,ip,nw_src=10.0.0.1,nw_dst=10.0.0.2,actions=drop"},
+		{DropPort("10.0.0.2", "tcp", 2379), "priority=100,tcp,nw_dst=10.0.0.2,tp_dst=2379,actions=drop"},
+		{DropPort("10.0.0.3", "udp", 53), "priority=100,udp,nw_dst=10.0.0.3,tp_dst=53,actions=drop"},
+	} {
+		if string(c.got) != c.want {
+			t.Errorf("got %q, want %q", c.got, c.want)
+		}
+	}
+	if m := NewCookie("abc123", "x").ownerMatch(); !strings.HasPrefix(m, "metadata=0/0x") || m == "metadata=0/0x0" {
+		t.Errorf("owner match %q: want metadata=0 under a non-zero mask", m)
+	}
+}
+
 // TestReadsSurviveUnmodelledUpdates: ovs-vswitchd and users update columns dt does not
 // model; reading the database must not fail on them.
 func TestReadsSurviveUnmodelledUpdates(t *testing.T) {
-	inst := needOVS(t)
-	ctx := context.Background()
-	if err := inst.AddBridge(ctx, "dtovsbr", nil); err != nil {
-		t.Fatal(err)
-	}
+	inst, ctx := needBridge(t)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
