@@ -24,6 +24,10 @@
 //	POST /dirs/clean         CleanRequest  -> CleanResult
 //	GET  /system/status?system=NAME&endpoint=URL -> systems.MemberStatus
 //	POST /workload           workloads.Spec -> NDJSON stream of results.Op
+//	POST /workload/stop?client=NAME       end that workload's schedule; its stream ends ok
+//	POST /probe              ProbeRequest  -> ProbeResult: one HTTP request made from inside
+//	                                      the namespace; 200 even when the probe failed (see
+//	                                      ProbeResult.OK), 400 for a URL not http(s)://
 //
 // The workload stream ends with the HTTP trailers Dt-Status ("ok" or "error") and
 // Dt-Error (the run's error), so a cut stream can be told from a finished one.

@@ -277,3 +277,15 @@ func (c *Client) Shutdown(ctx context.Context) error {
 func (c *Client) StopWorkload(ctx context.Context, client string) error {
 	return c.call(ctx, http.MethodPost, "/workload/stop", url.Values{"client": {client}}, nil, nil)
 }
+
+// Probe has the agent make one HTTP request from inside its namespace, where the
+// emulated network's addresses are, and returns what it got. A probe that failed (no
+// answer, a non-2xx status) is a result, not an error: see ProbeResult.OK. The error is
+// for a request the agent refused (an *APIError, ErrBadRequest for a URL that is not
+// http:// or https://) or could not be asked. ctx must outlast req.Timeout
+// (DefaultProbeTimeout when zero).
+func (c *Client) Probe(ctx context.Context, req ProbeRequest) (ProbeResult, error) {
+	var res ProbeResult
+	err := c.call(ctx, http.MethodPost, "/probe", nil, req, &res)
+	return res, err
+}

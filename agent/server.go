@@ -229,6 +229,7 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("GET /system/status", s.handleSystemStatus)
 	mux.HandleFunc("POST /workload", s.handleWorkload)
 	mux.HandleFunc("POST /workload/stop", s.handleWorkloadStop)
+	mux.HandleFunc("POST /probe", s.handleProbe)
 	s.shapingRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { notRouted(mux, w, r) })
 	return mux
