@@ -1,9 +1,7 @@
 package faults
 
 import (
-	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/dtlab/dt/shaping"
@@ -21,15 +19,15 @@ const (
 )
 
 func init() {
-	for _, f := range []Fault{
-		degrade{kind: "slow", name: "slow-network"},
-		degrade{kind: "lossy", name: "lossy-network"},
-		degrade{kind: "limit", name: "bandwidth-limit"},
-		degrade{kind: "slow", name: "slow-leader", leader: true},
-		degrade{kind: "lossy", name: "lossy-leader", leader: true},
-		degrade{kind: "limit", name: "bandwidth-limit-leader", leader: true},
+	for _, f := range []degrade{
+		{kind: "slow", name: "slow-network"},
+		{kind: "lossy", name: "lossy-network"},
+		{kind: "limit", name: "bandwidth-limit"},
+		{kind: "slow", name: "slow-leader", leader: true},
+		{kind: "lossy", name: "lossy-leader", leader: true},
+		{kind: "limit", name: "bandwidth-limit-leader", leader: true},
 	} {
-		Register(f)
+		Register(builtin{name: f.name, describe: f.describe(), from: 1.0 / 3, to: 2.0 / 3, steps: f.steps})
 	}
 }
 
@@ -39,9 +37,7 @@ type degrade struct {
 	leader bool
 }
 
-func (f degrade) Name() string { return f.name }
-
-func (f degrade) Describe() string {
+func (f degrade) describe() string {
 	what := map[string]string{
 		"slow":  "add --fault-delay (default 100ms; --fault-jitter) one way",
 		"lossy": "lose --fault-loss % (default 10) of the packets",
@@ -77,28 +73,36 @@ func (f degrade) impairment(p Params) shaping.Impairment {
 	return shaping.Impairment{Rate: r}
 }
 
-func (f degrade) Run(ctx context.Context, env Env, p Params) error {
+// steps is the fault's one step: the impairment on the servers or the leader over
+// [T/3, 2T/3].
+func (f degrade) steps(p Params) []Step {
 	imp := f.impairment(p)
-	resolve := func(ctx context.Context) ([]string, string, error) {
-		if f.leader {
-			l, err := env.Leader(ctx)
-			if err != nil {
-				return nil, "", err
-			}
-			return []string{l}, fmt.Sprintf("%s on every path to or from %s", imp, l), nil
-		}
-		s := env.Servers()
-		return s, fmt.Sprintf("%s on every path to or from %s", imp, strings.Join(s, ",")), nil
+	s := Step{ID: f.name, Targets: []string{"all"}, At: at(p.Duration / 3), For: Duration(p.Duration / 3)}
+	if f.leader {
+		s.Targets = []string{"leader"}
 	}
-	return windowed(ctx, env, p, f.name, f.kind, resolve, func(ctx context.Context, targets []string) (Undo, error) {
-		return env.Impair(ctx, targets, imp, f.name)
-	})
+	switch f.kind {
+	case "slow":
+		s.Action, s.Delay, s.Jitter = "delay", Duration(imp.Delay), Duration(imp.Jitter)
+	case "lossy":
+		s.Action, s.Loss = "loss", imp.Loss
+	default:
+		s.Action, s.Rate = "limitspeed", fmt.Sprintf("%dbit", imp.Rate)
+	}
+	return []Step{s}
 }
 
 // validateDegrade checks the amounts a degrading fault uses.
 func validateDegrade(name string, p Params) error {
-	f, ok := registry[name].(degrade)
-	if !ok {
+	var f degrade
+	switch name {
+	case "slow-network", "slow-leader":
+		f.kind = "slow"
+	case "lossy-network", "lossy-leader":
+		f.kind = "lossy"
+	case "bandwidth-limit", "bandwidth-limit-leader":
+		f.kind = "limit"
+	default:
 		return nil
 	}
 	if p.Delay < 0 || p.Delay > shaping.MaxDelay {

@@ -19,13 +19,13 @@ func TestDegradeFaults(t *testing.T) {
 		impair string
 		detail string
 	}{
-		{"slow-network", nil, "impair [s1 s2 s3 s4 s5] delay 100ms slow-network", "delay 100ms on every path to or from s1,s2,s3,s4,s5"},
-		{"slow-network", func(p *Params) { p.Delay, p.Jitter = 40*time.Millisecond, 5*time.Millisecond }, "impair [s1 s2 s3 s4 s5] delay 40ms jitter 5ms slow-network", "delay 40ms jitter 5ms"},
-		{"lossy-network", func(p *Params) { p.Loss = 2.5 }, "impair [s1 s2 s3 s4 s5] loss 2.5% lossy-network", "loss 2.5%"},
-		{"bandwidth-limit", nil, "impair [s1 s2 s3 s4 s5] rate 1Mbit bandwidth-limit", "rate 1Mbit"},
-		{"slow-leader", nil, "impair [s2] delay 100ms slow-leader", "delay 100ms on every path to or from s2"},
-		{"lossy-leader", nil, "impair [s2] loss 10% lossy-leader", "loss 10%"},
-		{"bandwidth-limit-leader", func(p *Params) { p.Rate = 500e3 }, "impair [s2] rate 500Kbit bandwidth-limit-leader", "rate 500Kbit"},
+		{"slow-network", nil, "impair [s1 s2 s3 s4 s5] delay 100ms both slow-network", "delay 100ms on every path to or from s1,s2,s3,s4,s5"},
+		{"slow-network", func(p *Params) { p.Delay, p.Jitter = 40*time.Millisecond, 5*time.Millisecond }, "impair [s1 s2 s3 s4 s5] delay 40ms jitter 5ms both slow-network", "delay 40ms jitter 5ms"},
+		{"lossy-network", func(p *Params) { p.Loss = 2.5 }, "impair [s1 s2 s3 s4 s5] loss 2.5% both lossy-network", "loss 2.5%"},
+		{"bandwidth-limit", nil, "impair [s1 s2 s3 s4 s5] rate 1Mbit both bandwidth-limit", "rate 1Mbit"},
+		{"slow-leader", nil, "impair [s2] delay 100ms both slow-leader", "delay 100ms on every path to or from s2"},
+		{"lossy-leader", nil, "impair [s2] loss 10% both lossy-leader", "loss 10%"},
+		{"bandwidth-limit-leader", func(p *Params) { p.Rate = 500e3 }, "impair [s2] rate 500Kbit both bandwidth-limit-leader", "rate 500Kbit"},
 	} {
 		f := newFake(1)
 		p := params()
@@ -36,9 +36,9 @@ func TestDegradeFaults(t *testing.T) {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 		run(t, tc.name, f, p, context.Background())
-		if !strings.HasPrefix(f.log[0], "event fault-start") || f.log[1] != tc.impair || !strings.HasPrefix(f.log[2], "unimpair") ||
-			!strings.HasPrefix(f.log[3], "event fault-end") || len(f.log) != 4 {
-			t.Errorf("%s: log %q, want fault-start, %q, the undo, fault-end", tc.name, f.log, tc.impair)
+		if len(f.log) != 5 || !strings.HasPrefix(f.log[0], "event fault-start") || f.log[1] != tc.impair ||
+			f.log[2] != "event fault-action heal" || !strings.HasPrefix(f.log[3], "unimpair") || !strings.HasPrefix(f.log[4], "event fault-end") {
+			t.Errorf("%s: log %q, want fault-start, %q, heal recorded, the undo, fault-end", tc.name, f.log, tc.impair)
 		}
 		if ev := f.events[0]; ev.Type != results.EventFaultStart || !strings.Contains(ev.Detail, tc.detail) || len(ev.Targets) == 0 {
 			t.Errorf("%s: fault-start %+v, want targets and %q", tc.name, ev, tc.detail)

@@ -38,10 +38,29 @@ type Env interface {
 	// Pause and Continue send SIGSTOP and SIGCONT.
 	Pause(ctx context.Context, node string) error
 	Continue(ctx context.Context, node string) error
-	// Impair adds imp to every path to or from the target nodes (every path when targets
-	// is empty), one way, on top of the topology's links; owner names it. The Undo
-	// removes exactly it.
-	Impair(ctx context.Context, targets []string, imp shaping.Impairment, owner string) (Undo, error)
+	// Stop stops the system's process on node gracefully; Start starts it again keeping
+	// its data (nothing when it runs).
+	Stop(ctx context.Context, node string) error
+	Start(ctx context.Context, node string) error
+	// Impair adds imp to the packets to (dir "in"), from ("out") or to and from ("both")
+	// the target nodes — every path when targets is empty —, once per packet, on top of
+	// the topology's links; owner names it. The Undo removes exactly it.
+	Impair(ctx context.Context, targets []string, imp shaping.Impairment, dir, owner string) (Undo, error)
+	// DropPort drops packets from other nodes to port (proto tcp, udp, or "" for both)
+	// on node; the Undo recovers it.
+	DropPort(ctx context.Context, node, proto string, port int, owner string) (Undo, error)
+	// Backup copies node's data dir into the run directory, under a name with label,
+	// and returns where; Cleanup deletes the data dir.
+	Backup(ctx context.Context, node, label string) (string, error)
+	Cleanup(ctx context.Context, node string) error
+	// WaitHealthy waits until every running member is healthy and they agree on a leader.
+	WaitHealthy(ctx context.Context, timeout time.Duration) error
+	// AppliedIndex is the raft index node's member has applied (as last seen);
+	// SnapshotIndex the index of its newest snapshot on disk (0: none yet).
+	AppliedIndex(ctx context.Context, node string) (uint64, error)
+	SnapshotIndex(ctx context.Context, node string) (uint64, error)
+	// Probe makes p's request from inside node's namespace.
+	Probe(ctx context.Context, node string, p Probe) (ProbeResult, error)
 	// Record appends an event to events.jsonl, stamping it with the current run time.
 	Record(e results.Event)
 	// Since is the time since the workload started (the fault schedule's zero).
@@ -70,6 +89,8 @@ type Fault interface {
 	Name() string
 	// Describe is one line for `dt run --help` and errors.
 	Describe() string
+	// Steps is the fault's timeline over a run of p.Duration.
+	Steps(p Params) []Step
 	// Run executes the schedule, blocking until it is over or ctx ends, and undoes
 	// everything it did before returning, also when ctx ends early.
 	Run(ctx context.Context, env Env, p Params) error

@@ -28,11 +28,14 @@ type fakeEnv struct {
 	killed  map[string]bool
 	servers []string
 	nodes   []string
+	snap    uint64 // SnapshotIndex grows by 60 a call
+	// probeStatus is what Probe answers.
+	probeStatus int
 }
 
 func newFake(seed uint64) *fakeEnv {
 	return &fakeEnv{start: time.Now(), leader: "s2", rng: rand.New(rand.NewPCG(seed, 1)),
-		paused: map[string]bool{}, killed: map[string]bool{},
+		paused: map[string]bool{}, killed: map[string]bool{}, probeStatus: 200,
 		servers: []string{"s1", "s2", "s3", "s4", "s5"}, nodes: []string{"s1", "s2", "s3", "s4", "s5", "c1"}}
 }
 
@@ -81,8 +84,51 @@ func (f *fakeEnv) Record(e results.Event) {
 	f.log = append(f.log, "event "+e.Type+" "+e.Action)
 	f.mu.Unlock()
 }
-func (f *fakeEnv) Impair(_ context.Context, targets []string, imp shaping.Impairment, owner string) (Undo, error) {
-	f.add(fmt.Sprintf("impair %v %s %s", targets, imp, owner))
+func (f *fakeEnv) Stop(_ context.Context, n string) error {
+	f.add("stop " + n)
+	f.killed[n] = true
+	return nil
+}
+func (f *fakeEnv) Start(_ context.Context, n string) error {
+	f.add("start " + n)
+	delete(f.killed, n)
+	return nil
+}
+func (f *fakeEnv) DropPort(_ context.Context, n, proto string, port int, owner string) (Undo, error) {
+	f.add(fmt.Sprintf("dropport %s %d%s", n, port, proto))
+	f.mu.Lock()
+	f.cuts++
+	f.mu.Unlock()
+	return func(context.Context) error {
+		f.add(fmt.Sprintf("recoverport %s %d%s", n, port, proto))
+		f.mu.Lock()
+		f.cuts--
+		f.mu.Unlock()
+		return nil
+	}, nil
+}
+func (f *fakeEnv) Backup(_ context.Context, n, label string) (string, error) {
+	f.add("backup " + n)
+	return "backup/" + label + "/" + n, nil
+}
+func (f *fakeEnv) Cleanup(_ context.Context, n string) error { f.add("cleanup " + n); return nil }
+func (f *fakeEnv) WaitHealthy(context.Context, time.Duration) error {
+	f.add("wait-healthy")
+	return nil
+}
+func (f *fakeEnv) AppliedIndex(context.Context, string) (uint64, error) { return 100, nil }
+func (f *fakeEnv) SnapshotIndex(context.Context, string) (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.snap += 60
+	return f.snap, nil
+}
+func (f *fakeEnv) Probe(_ context.Context, node string, p Probe) (ProbeResult, error) {
+	f.add("probe " + node + " " + p.URL)
+	return ProbeResult{Status: f.probeStatus, Body: "ok"}, nil
+}
+func (f *fakeEnv) Impair(_ context.Context, targets []string, imp shaping.Impairment, dir, owner string) (Undo, error) {
+	f.add(fmt.Sprintf("impair %v %s %s %s", targets, imp, dir, owner))
 	f.mu.Lock()
 	f.cuts++
 	f.mu.Unlock()

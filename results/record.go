@@ -51,6 +51,7 @@ const (
 	EventLeader        = "leader"       // the observed leader changed (Leader, Term)
 	EventTerm          = "term"         // a member's term rose (Node, Term)
 	EventCommand       = "command"      // a command typed at the debug prompt (Detail)
+	EventProbe         = "probe"        // a step's probe answered (Fault: the step, Node: from where; Detail: JSON outcome)
 	EventError         = "error"
 	EventRunEnd        = "run-end"
 )
