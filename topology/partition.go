@@ -97,10 +97,19 @@ func (l *Live) Partition(ctx context.Context, c Cut, owner string) (ovs.Cookie, 
 	if owner == "" {
 		owner = c.Owner()
 	}
+	cookie, err := l.addFlows(ctx, owner, flows)
+	if err != nil {
+		return 0, fmt.Errorf("partition %s: %w", c, err)
+	}
+	return cookie, nil
+}
+
+// addFlows installs rules on every bridge under owner's cookie and returns the cookie.
+func (l *Live) addFlows(ctx context.Context, owner string, flows []ovs.Flow) (ovs.Cookie, error) {
 	cookie := ovs.NewCookie(l.State.RunID, owner)
 	for _, br := range l.State.Bridges {
 		if err := l.OVS.AddFlows(ctx, br, cookie, flows); err != nil {
-			return 0, fmt.Errorf("partition %s: %w", c, err)
+			return 0, err
 		}
 	}
 	return cookie, nil

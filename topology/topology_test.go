@@ -3,6 +3,7 @@ package topology
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -51,13 +52,17 @@ func upSimple(t testing.TB, servers, clients int) *Live {
 	return live
 }
 
-// tcpServe listens on port 7000 inside node's namespace and echoes one byte per connection.
-func tcpServe(t testing.TB, live *Live, node string) {
+// tcpServe listens on port 7000 inside node's namespace and echoes what it reads.
+func tcpServe(t testing.TB, live *Live, node string) { tcpServeAt(t, live, node, 7000) }
+
+// tcpServeAt listens on node's IP and port inside node's namespace and echoes what it
+// reads on every connection.
+func tcpServeAt(t testing.TB, live *Live, node string, port int) {
 	t.Helper()
 	n, _ := live.Spec.Node(node)
 	var ln net.Listener
 	err := InNetns(NetnsName(live.State.RunID, node), func() (err error) {
-		ln, err = net.Listen("tcp", n.IP+":7000")
+		ln, err = net.Listen("tcp", net.JoinHostPort(n.IP, fmt.Sprint(port)))
 		return err
 	})
 	if err != nil {
@@ -72,10 +77,7 @@ func tcpServe(t testing.TB, live *Live, node string) {
 			}
 			go func() {
 				defer c.Close()
-				b := make([]byte, 1)
-				if _, err := c.Read(b); err == nil {
-					c.Write(b)
-				}
+				io.Copy(c, c)
 			}()
 		}
 	}()
@@ -84,23 +86,43 @@ func tcpServe(t testing.TB, live *Live, node string) {
 // tcpReach reports whether a TCP connection from src to dst:7000 completes a round trip.
 func tcpReach(live *Live, src, dst string) bool {
 	d, _ := live.Spec.Node(dst)
-	var conn net.Conn
-	err := InNetns(NetnsName(live.State.RunID, src), func() (err error) {
+	return tcpRoundTrip(live, src, d.IP, 7000) == nil
+}
+
+// tcpDial connects from inside src's namespace to ip:port.
+func tcpDial(live *Live, src, ip string, port int) (conn net.Conn, err error) {
+	err = InNetns(NetnsName(live.State.RunID, src), func() (err error) {
 		// The socket is created on this thread, so it lives in src's namespace.
-		conn, err = net.DialTimeout("tcp", d.IP+":7000", 400*time.Millisecond)
+		conn, err = net.DialTimeout("tcp", net.JoinHostPort(ip, fmt.Sprint(port)), 400*time.Millisecond)
 		return err
 	})
+	return conn, err
+}
+
+// tcpRoundTrip connects from src to ip:port and sends one byte through the echo server.
+func tcpRoundTrip(live *Live, src, ip string, port int) error {
+	conn, err := tcpDial(live, src, ip, port)
 	if err != nil {
-		return false
+		return err
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(400 * time.Millisecond))
+	return echoOnce(conn, 400*time.Millisecond)
+}
+
+// echoOnce sends one byte on conn and waits up to timeout for the echo server to return it.
+func echoOnce(conn net.Conn, timeout time.Duration) error {
+	conn.SetDeadline(time.Now().Add(timeout))
 	if _, err := conn.Write([]byte{'x'}); err != nil {
-		return false
+		return err
 	}
 	b := make([]byte, 1)
-	_, err = conn.Read(b)
-	return err == nil && b[0] == 'x'
+	if _, err := conn.Read(b); err != nil {
+		return err
+	}
+	if b[0] != 'x' {
+		return fmt.Errorf("echo returned %q", b)
+	}
+	return nil
 }
 
 // reachMatrix probes every ordered pair. A pair that fails is probed again for up to 3 s:
@@ -123,13 +145,20 @@ func reachMatrix(live *Live) map[string]bool {
 	return m
 }
 
-func TestSimpleTCPAndPartitions(t *testing.T) {
+// upServing brings up simple (needs root, skips otherwise) with a tcpServe on every node.
+func upServing(t testing.TB, servers, clients int) *Live {
+	t.Helper()
 	needRoot(t)
 	testRuntimeDir(t)
-	live := upSimple(t, 3, 1)
+	live := upSimple(t, servers, clients)
 	for _, n := range live.Spec.NodeNames() {
 		tcpServe(t, live, n)
 	}
+	return live
+}
+
+func TestSimpleTCPAndPartitions(t *testing.T) {
+	live := upServing(t, 3, 1)
 	for k, ok := range reachMatrix(live) {
 		if !ok {
 			t.Errorf("before any partition: TCP %s fails", k)
@@ -193,21 +222,32 @@ func TestSimpleTCPAndPartitions(t *testing.T) {
 	}
 }
 
-// udpReach sends a few datagrams from src to dst and reports whether any arrived.
+// udpReach sends a few datagrams from src to dst:7001 and reports whether any arrived.
 func udpReach(t testing.TB, live *Live, src, dst string) bool {
+	return udpReachAt(t, live, src, dst, 7001)
+}
+
+// udpReachAt sends a few datagrams from src to dst's port and reports whether any arrived.
+func udpReachAt(t testing.TB, live *Live, src, dst string, port int) bool {
+	t.Helper()
+	return udpReachFrom(t, live, src, 0, dst, port)
+}
+
+// udpReachFrom is udpReachAt with the datagrams sent from src's port srcPort (0 = any).
+func udpReachFrom(t testing.TB, live *Live, src string, srcPort int, dst string, port int) bool {
 	t.Helper()
 	s, _ := live.Spec.Node(src)
 	d, _ := live.Spec.Node(dst)
 	var rc, sc *net.UDPConn
 	if err := InNetns(NetnsName(live.State.RunID, dst), func() (err error) {
-		rc, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(d.IP), Port: 7001})
+		rc, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(d.IP), Port: port})
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
 	defer rc.Close()
 	if err := InNetns(NetnsName(live.State.RunID, src), func() (err error) {
-		sc, err = net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(s.IP)}, &net.UDPAddr{IP: net.ParseIP(d.IP), Port: 7001})
+		sc, err = net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(s.IP), Port: srcPort}, &net.UDPAddr{IP: net.ParseIP(d.IP), Port: port})
 		return err
 	}); err != nil {
 		t.Fatal(err)
