@@ -90,16 +90,42 @@ func (l *Live) Flows(c Cut) ([]ovs.Flow, error) {
 // Partition installs the cut's drop rules on every bridge under cookie owner's tag and
 // returns the cookie. An empty owner uses the cut's own stable name.
 func (l *Live) Partition(ctx context.Context, c Cut, owner string) (ovs.Cookie, error) {
-	flows, err := l.Flows(c)
-	if err != nil {
-		return 0, err
+	return l.PartitionCuts(ctx, []Cut{c}, owner)
+}
+
+// PartitionCuts installs several cuts as one partition: one cookie, one heal, and one
+// ovs-ofctl call per bridge, so the whole pattern takes effect at once. It is how a
+// partition that is not two groups is made — a ring, a bridge, a Jepsen grudge (node →
+// the nodes it drops from: one one-way cut each). An empty owner uses the cuts' own
+// names (the single cut's name when there is one).
+func (l *Live) PartitionCuts(ctx context.Context, cuts []Cut, owner string) (ovs.Cookie, error) {
+	if len(cuts) == 0 {
+		return 0, fmt.Errorf("partition needs at least one cut")
+	}
+	var flows []ovs.Flow
+	seen := map[ovs.Flow]bool{}
+	var names, owners []string
+	for _, c := range cuts {
+		fs, err := l.Flows(c)
+		if err != nil {
+			return 0, err
+		}
+		for _, f := range fs {
+			if !seen[f] {
+				seen[f] = true
+				flows = append(flows, f)
+			}
+		}
+		names = append(names, c.String())
+		owners = append(owners, c.Owner())
 	}
 	if owner == "" {
-		owner = c.Owner()
+		sort.Strings(owners)
+		owner = strings.Join(owners, ";")
 	}
 	cookie, err := l.addFlows(ctx, owner, flows)
 	if err != nil {
-		return 0, fmt.Errorf("partition %s: %w", c, err)
+		return 0, fmt.Errorf("partition %s: %w", strings.Join(names, "; "), err)
 	}
 	return cookie, nil
 }
