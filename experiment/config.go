@@ -64,6 +64,18 @@ type Config struct {
 	FaultLoss     float64 `json:"fault_loss"`     // added loss, percent
 	FaultRate     string  `json:"fault_rate"`     // rate limit, "1mbit" (a bare number is Mbit/s)
 
+	// Where the fault timeline comes from when it is not the positional fault (Fault is
+	// then only the run's label): a scenario file (its Steps and Processes set by the
+	// CLI), a schedule.json to replay, or a seeded random schedule ("random", drawing
+	// RandomFaults with mean gap MTBF).
+	Scenario      string        `json:"scenario,omitempty"`
+	Replay        string        `json:"replay,omitempty"`
+	Schedule      string        `json:"schedule,omitempty"`
+	RandomFaults  []string      `json:"random_faults,omitempty"`
+	Steps         []faults.Step `json:"-"` // in schedule.json
+	Processes     []Process     `json:"processes,omitempty"`
+	SnapshotCount int           `json:"snapshot_count,omitempty"` // etcd --snapshot-count; 0 = etcd's default
+
 	ResultsRoot  string  `json:"results_root"`
 	CheckTimeout float64 `json:"check_timeout"` // seconds for the linearizability check
 	Settle       float64 `json:"settle"`        // seconds to wait after the workload for stragglers
@@ -93,12 +105,14 @@ func (c Config) Validate() error {
 		}
 	}
 	servers, clients := c.Nodes, c.Clients
+	var spec *topology.Spec
 	if bo, err := c.BuildOptions(); err != nil {
 		errs = append(errs, err)
-	} else if spec, err := topology.Build(c.Topology, bo); err != nil {
+	} else if sp, err := topology.Build(c.Topology, bo); err != nil {
 		errs = append(errs, err)
 	} else {
-		servers, clients = len(spec.Servers()), len(spec.Clients())
+		servers, clients = len(sp.Servers()), len(sp.Clients())
+		spec = &sp
 	}
 	if c.Shaper != "" && !slices.Contains(shaping.Names(), c.Shaper) {
 		errs = append(errs, fmt.Errorf("--shaper %q: valid are %s", c.Shaper, strings.Join(shaping.Names(), ", ")))
@@ -110,10 +124,19 @@ func (c Config) Validate() error {
 	if _, err := workloads.Lookup(c.Workload); err != nil {
 		errs = append(errs, err)
 	}
-	if _, err := faults.Lookup(c.Fault); err != nil {
+	if c.usesTimeline() {
+		if spec != nil {
+			if _, err := c.ExpandSchedule(*spec); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	} else if _, err := faults.Lookup(c.Fault); err != nil {
 		errs = append(errs, err)
 	} else if err := faults.ValidateParams(c.Fault, fp, servers); err != nil {
 		errs = append(errs, err)
+	}
+	if c.SnapshotCount < 0 {
+		errs = append(errs, fmt.Errorf("--snapshot-count %d: want 0 (the system's default) or more", c.SnapshotCount))
 	}
 	if clients < 1 {
 		errs = append(errs, fmt.Errorf("--number-clients %d: a run needs at least one client", clients))
@@ -129,8 +152,7 @@ func (c Config) Validate() error {
 	if c.FailureTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--failure-timeout %v: must be > 0 seconds", c.FailureTimeout))
 	}
-	spec := c.clientSpec("c1", 0, nil)
-	if err := workloads.ValidateSpec(spec); err != nil {
+	if err := workloads.ValidateSpec(c.clientSpec("c1", 0, nil)); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dtlab/dt/agent"
+	"github.com/dtlab/dt/faults"
 	"github.com/dtlab/dt/results"
 	"github.com/dtlab/dt/systems"
 	"github.com/dtlab/dt/topology"
@@ -52,6 +53,7 @@ type Cluster struct {
 	T0      time.Time // the run's time zero: every record's t is measured from it
 	Monitor *Monitor
 	rng     *rand.Rand
+	steps   []faults.Step // the fault timeline (schedule.json)
 	mu      sync.Mutex
 	cuts    int
 	closed  bool
@@ -135,6 +137,15 @@ func Start(ctx context.Context, cfg Config, o Options) (*Cluster, error) {
 	if err := writeConfig(runDir, cfg, runID, "", shaper, c.T0); err != nil {
 		return nil, err
 	}
+	// The whole fault timeline is on disk before anything runs: --replay runs it again.
+	sched, err := cfg.ExpandSchedule(spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := faults.WriteSchedule(filepath.Join(runDir, faults.ScheduleFileName), sched); err != nil {
+		return nil, err
+	}
+	c.steps = sched.Steps
 	progress(o, "building topology %s (%d servers, %d clients)", cfg.Topology, cfg.Nodes, cfg.Clients)
 	live, err := topology.Up(ctx, spec, topology.Options{RunID: runID, Datapath: cfg.Datapath, Command: "run", ResultsDir: runDir})
 	if err != nil {
@@ -167,6 +178,9 @@ func Start(ctx context.Context, cfg Config, o Options) (*Cluster, error) {
 		return c, err
 	}
 	c.Record(results.Event{Type: results.EventClusterReady, Leader: c.Monitor.Leader(), Term: c.Monitor.Term()})
+	if err := c.startProcesses(ctx); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -287,7 +301,7 @@ func (c *Cluster) memberIndex(node string) (int, error) {
 func (c *Cluster) startSystem(ctx context.Context) error {
 	st := c.Live.State
 	c.Members = systems.Cluster{RunDir: st.Dir, FailureTimeout: c.Cfg.FailureTimeout, PreVote: c.Cfg.PreVote,
-		Bin: c.Cfg.SystemBin, Token: "dt-" + st.RunID}
+		Bin: c.Cfg.SystemBin, Token: "dt-" + st.RunID, SnapshotCount: c.Cfg.SnapshotCount}
 	for _, n := range c.Live.Spec.Servers() {
 		c.Members.Members = append(c.Members.Members, systems.Member{Name: n.Name, IP: n.IP})
 	}

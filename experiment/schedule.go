@@ -18,10 +18,6 @@ import (
 // runSchedule drives the workload on every client and the fault schedule in parallel,
 // then waits for both.
 func (c *Cluster) runSchedule(ctx context.Context, o Options) error {
-	f, err := faults.Lookup(c.Cfg.Fault)
-	if err != nil {
-		return err
-	}
 	stats := newLiveStats()
 	workStart := time.Now()
 	env := &faultEnv{c: c, start: workStart}
@@ -63,9 +59,9 @@ func (c *Cluster) runSchedule(ctx context.Context, o Options) error {
 	faultDone := make(chan struct{})
 	go func() {
 		defer close(faultDone)
-		if err := f.Run(ctx, env, c.Cfg.faultParams()); err != nil {
-			c.Record(results.Event{Type: results.EventError, Fault: f.Name(), Detail: err.Error()})
-			fail(fmt.Errorf("fault %s: %w", f.Name(), err))
+		// A failing step is recorded as an error event by the timeline itself.
+		if err := faults.RunTimeline(ctx, env, c.steps, secs(c.Cfg.Duration)); err != nil {
+			fail(fmt.Errorf("fault %s: %w", c.Cfg.Fault, err))
 		}
 	}()
 	workDone := make(chan struct{})
@@ -186,9 +182,6 @@ func (e *faultEnv) Partition(ctx context.Context, cut topology.Cut, owner string
 	return e.c.Partition(ctx, cut, owner)
 }
 
-func (e *faultEnv) Impair(ctx context.Context, targets []string, imp shaping.Impairment, owner string) (faults.Undo, error) {
-	return e.c.Impair(ctx, targets, imp, owner)
-}
 
 func (e *faultEnv) Kill(ctx context.Context, node string) error     { return e.c.Kill(ctx, node) }
 func (e *faultEnv) Restart(ctx context.Context, node string) error  { return e.c.Restart(ctx, node) }
@@ -222,14 +215,15 @@ func (c *Cluster) Partition(ctx context.Context, cut topology.Cut, owner string)
 	return func(ctx context.Context) error { return c.Live.Heal(ctx, cookie) }, nil
 }
 
-// Impair adds imp to every path to or from targets (all paths when targets is empty),
-// through the agents, under a layer of its own, and returns its removal.
-func (c *Cluster) Impair(ctx context.Context, targets []string, imp shaping.Impairment, owner string) (faults.Undo, error) {
+// Impair adds imp to the packets to (dir "in"), from ("out") or to and from ("both")
+// targets (all paths when targets is empty), through the agents, under a layer of its
+// own, and returns its removal.
+func (c *Cluster) Impair(ctx context.Context, targets []string, imp shaping.Impairment, dir, owner string) (faults.Undo, error) {
 	c.mu.Lock()
 	c.cuts++
 	owner = fmt.Sprintf("%s#%d", owner, c.cuts)
 	c.mu.Unlock()
-	undo, err := c.Live.Impair(ctx, targets, imp, owner)
+	undo, err := c.Live.ImpairDirection(ctx, targets, imp, dir, owner)
 	if err != nil {
 		return nil, err
 	}

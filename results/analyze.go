@@ -93,10 +93,59 @@ type Summary struct {
 	Leaders         []LeaderEvent   `json:"leaders"`
 	Faults          []FaultWindow   `json:"faults"`
 	Linearizability Linearizability `json:"linearizability"`
-	SkippedRecords  int             `json:"skipped_records"`
+	// Probes counts the probes called after fault steps; Failed ones are listed.
+	Probes *Probes `json:"probes,omitempty"`
+	// StepErrors are the fault steps that failed (error events).
+	StepErrors     []string `json:"step_errors,omitempty"`
+	SkippedRecords int      `json:"skipped_records"`
 	Skipped         []SkippedLine   `json:"skipped_lines,omitempty"`
 	Warnings        []string        `json:"warnings,omitempty"`
 	Files           []string        `json:"files"` // what Analyze wrote, relative to RunDir
+}
+
+// Probes is what the probes after fault steps answered.
+type Probes struct {
+	Total    int            `json:"total"`
+	Failed   int            `json:"failed"`
+	Failures []ProbeFailure `json:"failures,omitempty"`
+}
+
+// ProbeFailure is one probe that did not answer 2xx.
+type ProbeFailure struct {
+	T      float64 `json:"t"`
+	Step   string  `json:"step"`
+	From   string  `json:"from"`
+	URL    string  `json:"url"`
+	Status int     `json:"status"`
+	Error  string  `json:"error,omitempty"`
+}
+
+// probes summarises the probe events (Detail: {"url","ok","status","error",...}).
+func probes(events []Event) *Probes {
+	var p Probes
+	for _, ev := range events {
+		if ev.Type != EventProbe {
+			continue
+		}
+		var d struct {
+			URL    string `json:"url"`
+			OK     bool   `json:"ok"`
+			Status int    `json:"status"`
+			Error  string `json:"error"`
+		}
+		if err := json.Unmarshal([]byte(ev.Detail), &d); err != nil {
+			d.Error = "unreadable probe event: " + err.Error()
+		}
+		p.Total++
+		if !d.OK {
+			p.Failed++
+			p.Failures = append(p.Failures, ProbeFailure{T: ev.T, Step: ev.Fault, From: ev.Node, URL: d.URL, Status: d.Status, Error: d.Error})
+		}
+	}
+	if p.Total == 0 {
+		return nil
+	}
+	return &p
 }
 
 // Interval is a span of run time in seconds.
@@ -479,6 +528,12 @@ func (a *analysis) summarize() *Summary {
 		Warnings:       append([]string(nil), run.Warnings...),
 	}
 	s.Title, s.Params = runTitle(run)
+	s.Probes = probes(run.Events)
+	for _, ev := range run.Events {
+		if ev.Type == EventError && ev.Fault != "" {
+			s.StepErrors = append(s.StepErrors, fmt.Sprintf("%.2f s %s: %s", ev.T, ev.Fault, ev.Detail))
+		}
+	}
 	if s.Faults == nil {
 		s.Faults = []FaultWindow{}
 	}

@@ -63,6 +63,19 @@ func FormatSummary(s *Summary) string {
 		}
 		b.WriteString("\n")
 	}
+	if p := s.Probes; p != nil {
+		fmt.Fprintf(&b, "probes: %d called, %d failed\n", p.Total, p.Failed)
+		for _, f := range p.Failures {
+			what := f.Error
+			if what == "" {
+				what = fmt.Sprintf("status %d", f.Status)
+			}
+			fmt.Fprintf(&b, "  probe FAILED at %.2f s after %s (from %s): %s\n", f.T, f.Step, f.From, what)
+		}
+	}
+	for _, e := range s.StepErrors {
+		fmt.Fprintf(&b, "step error: %s\n", e)
+	}
 	l := s.Linearizability
 	fmt.Fprintf(&b, "linearizability: %s (%d/%d keys, %d ops, %.2f s)", strings.ToUpper(l.Result), l.KeysChecked, l.Keys, l.OpsChecked, l.DurationS)
 	if l.Result != LinOK && l.Detail != "" {

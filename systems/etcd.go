@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -98,7 +99,7 @@ func (e *etcd) MemberCommand(c Cluster, i int, rejoin bool) Command {
 	}
 	ms := func(v float64) string { return strconv.Itoa(max(1, int(math.Round(v)))) }
 	dataDir := filepath.Join(c.RunDir, "data", m.Name)
-	return Command{
+	cmd := Command{
 		Argv: []string{
 			bin,
 			"--name=" + m.Name,
@@ -121,6 +122,30 @@ func (e *etcd) MemberCommand(c Cluster, i int, rejoin bool) Command {
 		DataDir: dataDir,
 		Log:     filepath.Join(c.RunDir, "logs", m.Name+".log"),
 	}
+	if c.SnapshotCount > 0 {
+		cmd.Argv = append(cmd.Argv, "--snapshot-count="+strconv.Itoa(c.SnapshotCount))
+	}
+	return cmd
+}
+
+// SnapshotIndex reads the index of the newest snapshot in a member's data dir: etcd
+// names them member/snap/<term>-<index>.snap in hex. 0 when there is none yet.
+func (e etcd) SnapshotIndex(dataDir string) (uint64, error) {
+	entries, err := os.ReadDir(filepath.Join(dataDir, "member", "snap"))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var newest uint64
+	for _, en := range entries {
+		var term, index uint64
+		if _, err := fmt.Sscanf(en.Name(), "%016x-%016x.snap", &term, &index); err == nil && strings.HasSuffix(en.Name(), ".snap") {
+			newest = max(newest, index)
+		}
+	}
+	return newest, nil
 }
 
 // ClientEndpoints returns http://IP:2379 for every member.

@@ -2,6 +2,8 @@ package systems_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -231,5 +233,29 @@ func TestEtcdPreVote(t *testing.T) {
 	}
 	if !pre {
 		t.Error("no survivor logged \"became pre-candidate\": pre-vote is not in effect")
+	}
+}
+
+func TestEtcdSnapshotIndexReadsTheNewestSnapFile(t *testing.T) {
+	dir := t.TempDir()
+	sys, err := systems.Lookup("etcd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := sys.(systems.Snapshotter)
+	if i, err := e.SnapshotIndex(dir); err != nil || i != 0 {
+		t.Fatalf("no snap dir: %d, %v", i, err)
+	}
+	snap := filepath.Join(dir, "member", "snap")
+	if err := os.MkdirAll(snap, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"0000000000000002-0000000000000065.snap", "0000000000000002-00000000000000c9.snap", "db", "0000000000000003-00000000000000ff.snap.broken"} {
+		if err := os.WriteFile(filepath.Join(snap, n), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if i, err := e.SnapshotIndex(dir); err != nil || i != 0xc9 {
+		t.Errorf("SnapshotIndex = %d, %v; want 201", i, err)
 	}
 }

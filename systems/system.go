@@ -28,6 +28,9 @@ type Cluster struct {
 	PreVote        bool
 	Bin            string // server binary; "" = the system's default
 	Token          string // unique per run, e.g. the run id
+	// SnapshotCount is how many applied entries trigger a snapshot (etcd
+	// --snapshot-count); 0 = the system's default.
+	SnapshotCount int
 	// SharedNetns says the members share one network namespace (tests, or a host without
 	// root) instead of one namespace each. A member then listens for clients on its IP
 	// only, since a 127.0.0.1 listener on the same port would collide, and LocalEndpoint
@@ -133,4 +136,10 @@ func Names() []string {
 // installed, with an error that says how to install it.
 type Checker interface {
 	Check(c Cluster) error
+}
+
+// Snapshotter is an optional capability of a System: the raft index of the newest
+// snapshot in a member's data dir (0 when there is none).
+type Snapshotter interface {
+	SnapshotIndex(dataDir string) (uint64, error)
 }
