@@ -54,6 +54,7 @@ type Cluster struct {
 	Monitor *Monitor
 	rng     *rand.Rand
 	steps   []faults.Step // the fault timeline (schedule.json)
+	exe     string        // the dt binary the agents run ("" = this executable)
 	mu      sync.Mutex
 	cuts    int
 	closed  bool
@@ -276,6 +277,7 @@ func versions(cfg Config) map[string]string {
 
 // launchAgents starts one agent per node, in parallel (see startAgents).
 func (c *Cluster) launchAgents(ctx context.Context, exe, shaper string) error {
+	c.exe = exe
 	agents, err := startAgents(ctx, c.Live, filepath.Join(c.RunDir, "logs"), exe, shaper)
 	for n, a := range agents {
 		c.Agents[n] = a

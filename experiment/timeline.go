@@ -45,8 +45,8 @@ func (c Config) usesTimeline() bool {
 	return c.Schedule != "" || c.Replay != "" || c.Scenario != ""
 }
 
-// clusterNames is what step validation knows of the topology.
-func clusterNames(spec topology.Spec) faults.Cluster {
+// ClusterNames is what step validation knows of a topology: its nodes and servers.
+func ClusterNames(spec topology.Spec) faults.Cluster {
 	fc := faults.Cluster{Nodes: spec.NodeNames()}
 	for _, n := range spec.Servers() {
 		fc.Servers = append(fc.Servers, n.Name)
@@ -58,7 +58,7 @@ func clusterNames(spec topology.Spec) faults.Cluster {
 // positional fault's steps, a scenario's, a replayed schedule's, or a random one drawn
 // from the seed. Steps are validated against spec's nodes.
 func (c Config) ExpandSchedule(spec topology.Spec) (faults.ScheduleFile, error) {
-	fc := clusterNames(spec)
+	fc := ClusterNames(spec)
 	sf := faults.ScheduleFile{Version: faults.ScheduleVersion, Name: c.Fault, Seed: c.Seed, Duration: faults.Duration(secs(c.Duration))}
 	switch {
 	case c.Replay != "":
@@ -130,7 +130,18 @@ func (c *Cluster) startProcesses(ctx context.Context) error {
 			env = append(env, k+"="+v)
 		}
 		slices.Sort(env[1:])
-		spec := agent.ProcSpec{Name: "x-" + p.Name, Argv: p.Command, Env: env,
+		argv := slices.Clone(p.Command)
+		if argv[0] == "dt" { // this dt, wherever it is installed
+			argv[0] = c.exe
+			if argv[0] == "" {
+				exe, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				argv[0] = exe
+			}
+		}
+		spec := agent.ProcSpec{Name: "x-" + p.Name, Argv: argv, Env: env,
 			Log: filepath.Join(c.RunDir, "logs", p.Node+"-"+p.Name+".log")}
 		if _, err := a.Client().Start(ctx, spec); err != nil {
 			return fmt.Errorf("process %s on %s: %w", p.Name, p.Node, err)

@@ -51,7 +51,7 @@ records every client operation.
 func verbs() []*cobra.Command {
 	return []*cobra.Command{
 		newRunCmd(), newSweepCmd(), newUpCmd(), newDownCmd(), newLsCmd(), newExecCmd(), newShellCmd(),
-		newPartitionCmd(), newHealCmd(), newLinkCmd(), newCleanCmd(), newReportCmd(), newCompareCmd(), newAgentCmd(), newProbeCmd(),
+		newPartitionCmd(), newHealCmd(), newLinkCmd(), newCleanCmd(), newReportCmd(), newCompareCmd(), newAgentCmd(), newProbeCmd(), newFaultsCmd(),
 	}
 }
 

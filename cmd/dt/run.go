@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -8,7 +9,9 @@ import (
 	"github.com/dtlab/dt/experiment"
 	"github.com/dtlab/dt/faults"
 	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/scenario"
 	"github.com/dtlab/dt/systems"
+	"github.com/dtlab/dt/topology"
 	"github.com/dtlab/dt/workloads"
 	"github.com/spf13/cobra"
 )
@@ -31,7 +34,7 @@ func registerRunFlags(c *cobra.Command, cfg *experiment.Config) {
 	f.Float64Var(&cfg.FailureTimeout, "failure-timeout", cfg.FailureTimeout, "seconds t: election timeout 1000·t ms, heartbeat 100·t ms")
 	f.BoolVar(&cfg.PreVote, "pre-vote", cfg.PreVote, "enable raft pre-vote (etcd --pre-vote)")
 	f.StringVar(&cfg.SystemBin, "etcd-bin", cfg.SystemBin, "etcd binary to run (default /usr/bin/etcd)")
-	f.Float64Var(&cfg.MTBF, "mtbf", cfg.MTBF, "seconds between toggles of intermittent faults")
+	f.Float64Var(&cfg.MTBF, "mtbf", cfg.MTBF, "seconds between toggles of intermittent faults; --schedule random: mean seconds between faults")
 	f.IntVar(&cfg.KillN, "kill-n", cfg.KillN, "kill-n: how many members to kill")
 	f.StringVar(&cfg.KillTarget, "kill-target", cfg.KillTarget, "kill-n: leader (leader included) | follower | any")
 	f.Int64Var(&cfg.Seed, "seed", cfg.Seed, "seed for every random choice (0 = pick one and record it)")
@@ -43,12 +46,19 @@ func registerRunFlags(c *cobra.Command, cfg *experiment.Config) {
 func newRunCmd() *cobra.Command {
 	cfg := experiment.Defaults()
 	var debug bool
+	var file string
 	c := &cobra.Command{
-		Use:   "run SYSTEM TOPOLOGY WORKLOAD FAULT",
+		Use:   "run SYSTEM TOPOLOGY WORKLOAD FAULT | run -f SCENARIO | run SYSTEM TOPOLOGY WORKLOAD (--schedule random | --replay FILE)",
 		Short: "Run one experiment and record every operation and event",
 		Long: `run builds the topology, starts the system, drives the workload open loop, fires the
-fault on its schedule, and writes results/<system>-<topology>-<workload>-<fault>/<time>/
-(config.json, ops.jsonl, events.jsonl, logs/, summary.json, plots, report.html).
+faults on their schedule, and writes results/<system>-<topology>-<workload>-<fault>/<time>/
+(config.json, schedule.json, ops.jsonl, events.jsonl, logs/, summary.json, plots, report.html).
+
+The faults come from one of:
+  FAULT                    a named fault (below; dt faults lists every action too)
+  -f SCENARIO              a scenario file: the experiment and a timeline of steps
+  --schedule random        faults drawn from --seed: --faults KINDS, one every --mtbf s on average
+  --replay schedule.json   exactly the timeline an earlier run wrote
 
 Systems:   ` + strings.Join(systems.Names(), ", ") + `
 Workloads: ` + strings.Join(workloads.Names(), ", ") + `
@@ -57,10 +67,48 @@ Faults (T = --duration):
 		Example: `  dt run etcd simple uniform leader
   dt run etcd simple uniform leader -d      # a prompt instead of the schedule (see dt up)
   dt run etcd simple uniform partial-partition --duration 30 --rate 500
-  dt run etcd-pre-vote simple uniform intermittent-full --mtbf 2 --number-nodes 5`,
-		Args: cobra.ExactArgs(4),
+  dt run etcd-pre-vote simple uniform intermittent-full --mtbf 2 --number-nodes 5
+  dt run -f examples/scenarios/dt-style.yaml
+  dt run etcd simple uniform --schedule random --seed 7 --mtbf 5 --faults kill,partition,pause
+  dt run etcd simple uniform --replay results/latest/schedule.json`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			replay, sched := cmd.Flags().Changed("replay"), cmd.Flags().Changed("schedule")
+			switch {
+			case file != "":
+				if len(args) != 0 || replay || sched {
+					return fmt.Errorf("-f SCENARIO holds the system, topology, workload and faults: give no other arguments, --schedule or --replay")
+				}
+			case replay && sched:
+				return fmt.Errorf("--schedule and --replay: give one")
+			case replay || sched:
+				if len(args) != 3 {
+					return fmt.Errorf("with --schedule or --replay give SYSTEM TOPOLOGY WORKLOAD (no FAULT); got %d arguments", len(args))
+				}
+			default:
+				return cobra.ExactArgs(4)(cmd, args)
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg.System, cfg.Topology, cfg.Workload, cfg.Fault = args[0], args[1], args[2], args[3]
+			switch {
+			case file != "":
+				if err := applyScenario(cmd, file, &cfg); err != nil {
+					return err
+				}
+			case cfg.Replay != "":
+				cfg.System, cfg.Topology, cfg.Workload, cfg.Fault = args[0], args[1], args[2], "replay"
+				sf, err := faults.ReadSchedule(cfg.Replay)
+				if err != nil {
+					return err
+				}
+				if !cmd.Flags().Changed("duration") {
+					cfg.Duration = sf.Duration.D().Seconds()
+				}
+			case cfg.Schedule != "":
+				cfg.System, cfg.Topology, cfg.Workload, cfg.Fault = args[0], args[1], args[2], cfg.Schedule
+			default:
+				cfg.System, cfg.Topology, cfg.Workload, cfg.Fault = args[0], args[1], args[2], args[3]
+			}
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
@@ -82,8 +130,68 @@ Faults (T = --duration):
 		},
 	}
 	registerRunFlags(c, &cfg)
-	c.Flags().BoolVarP(&debug, "debug", "d", false, "build the topology, start the system and the workload, then open the debug prompt instead of running the schedule (as reckon's -d)")
+	f := c.Flags()
+	f.BoolVarP(&debug, "debug", "d", false, "build the topology, start the system and the workload, then open the debug prompt instead of running the schedule (as reckon's -d)")
+	f.StringVarP(&file, "file", "f", "", "scenario file: the experiment and its timeline of fault steps (examples/scenarios/)")
+	f.StringVar(&cfg.Replay, "replay", "", "run the timeline of this schedule.json (written by every run) again")
+	f.StringVar(&cfg.Schedule, "schedule", "", "random: draw the faults from --seed, one every --mtbf s on average")
+	f.StringSliceVar(&cfg.RandomFaults, "faults", nil, "--schedule random: the kinds to draw from, comma-separated ("+strings.Join(faults.RandomKinds(), ", ")+"; default all)")
+	f.IntVar(&cfg.SnapshotCount, "snapshot-count", 0, "entries between member snapshots (etcd --snapshot-count; 0 = etcd's default)")
 	return c
+}
+
+// applyScenario loads a scenario file into cfg: its experiment, its options (flags given
+// on the command line win), its processes and steps, checked against its topology's nodes
+// before anything is created.
+func applyScenario(cmd *cobra.Command, file string, cfg *experiment.Config) error {
+	s, err := scenario.Load(file)
+	if err != nil {
+		return err
+	}
+	cfg.System, cfg.Topology, cfg.Fault, cfg.Scenario = s.System, s.Topology, s.Name, file
+	if s.Workload != "" {
+		cfg.Workload = s.Workload
+	}
+	flags := cmd.Flags()
+	if s.Duration != 0 && !flags.Changed("duration") {
+		cfg.Duration = s.Duration.D().Seconds()
+	}
+	if s.Seed != nil && !flags.Changed("seed") {
+		cfg.Seed = *s.Seed
+	}
+	var errs []error
+	for _, o := range s.Options {
+		fl := flags.Lookup(o.Name)
+		switch {
+		case fl == nil || o.Name == "file" || o.Name == "replay" || o.Name == "schedule" || o.Name == "debug":
+			errs = append(errs, fmt.Errorf("%s:%d: options: unknown option %q: valid are the flags of dt run (dt run --help), without dashes", file, o.Line, o.Name))
+		case flags.Changed(o.Name):
+			// the command line wins
+		default:
+			if err := flags.Set(o.Name, o.Value); err != nil {
+				errs = append(errs, fmt.Errorf("%s:%d: options: %s: %v", file, o.Line, o.Name, err))
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	bo, err := cfg.BuildOptions()
+	if err != nil {
+		return err
+	}
+	spec, err := topology.Build(cfg.Topology, bo)
+	if err != nil {
+		return fmt.Errorf("%s: topology: %w", file, err)
+	}
+	if err := s.Validate(experiment.ClusterNames(spec)); err != nil {
+		return err
+	}
+	cfg.Steps = s.Steps
+	for _, p := range s.Processes {
+		cfg.Processes = append(cfg.Processes, experiment.Process{Node: p.Node, Name: p.Name, Command: p.Command, Env: p.Env})
+	}
+	return nil
 }
 
 func isTerminal(f *os.File) bool {
