@@ -55,6 +55,7 @@ type Cluster struct {
 	rng     *rand.Rand
 	steps   []faults.Step // the fault timeline (schedule.json)
 	exe     string        // the dt binary the agents run ("" = this executable)
+	onEvent func(results.Event) // tests: sees each event once it is written, in the recording goroutine
 	mu      sync.Mutex
 	cuts    int
 	closed  bool
@@ -67,6 +68,9 @@ func (c *Cluster) Record(e results.Event) {
 	}
 	if err := c.Events.Append(e); err != nil {
 		slog.Error("append event", "err", err)
+	}
+	if c.onEvent != nil {
+		c.onEvent(e)
 	}
 }
 
