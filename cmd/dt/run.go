@@ -116,7 +116,11 @@ Faults (T = --duration):
 				return err
 			}
 			if debug {
-				return debugSession(cmd.Context(), cfg, debugOptions{load: true, fault: cfg.Fault})
+				named := cfg.Fault
+				if file != "" || cfg.Replay != "" || cfg.Schedule != "" {
+					named = "" // the prompt fires named faults; a timeline has no single name
+				}
+				return debugSession(cmd.Context(), cfg, debugOptions{load: true, fault: named})
 			}
 			tty := isTerminal(os.Stdout)
 			out, err := experiment.Run(cmd.Context(), cfg, experiment.Options{Progress: os.Stdout, TTY: tty})
