@@ -53,8 +53,8 @@ type Cluster struct {
 	T0      time.Time // the run's time zero: every record's t is measured from it
 	Monitor *Monitor
 	rng     *rand.Rand
-	steps   []faults.Step // the fault timeline (schedule.json)
-	exe     string        // the dt binary the agents run ("" = this executable)
+	steps   []faults.Step       // the fault timeline (schedule.json)
+	exe     string              // the dt binary the agents run ("" = this executable)
 	onEvent func(results.Event) // tests: sees each event once it is written, in the recording goroutine
 	mu      sync.Mutex
 	cuts    int

@@ -182,7 +182,6 @@ func (e *faultEnv) Partition(ctx context.Context, cut topology.Cut, owner string
 	return e.c.Partition(ctx, cut, owner)
 }
 
-
 func (e *faultEnv) Kill(ctx context.Context, node string) error     { return e.c.Kill(ctx, node) }
 func (e *faultEnv) Restart(ctx context.Context, node string) error  { return e.c.Restart(ctx, node) }
 func (e *faultEnv) Pause(ctx context.Context, node string) error    { return e.c.Pause(ctx, node) }

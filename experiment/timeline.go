@@ -318,4 +318,3 @@ func (e *faultEnv) Probe(ctx context.Context, node string, p faults.Probe) (faul
 	}
 	return faults.ProbeResult{Status: r.Status, Body: r.Body, Error: r.Error, Seconds: r.Seconds}, nil
 }
-

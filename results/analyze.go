@@ -96,11 +96,11 @@ type Summary struct {
 	// Probes counts the probes called after fault steps; Failed ones are listed.
 	Probes *Probes `json:"probes,omitempty"`
 	// StepErrors are the fault steps that failed (error events).
-	StepErrors     []string `json:"step_errors,omitempty"`
-	SkippedRecords int      `json:"skipped_records"`
-	Skipped         []SkippedLine   `json:"skipped_lines,omitempty"`
-	Warnings        []string        `json:"warnings,omitempty"`
-	Files           []string        `json:"files"` // what Analyze wrote, relative to RunDir
+	StepErrors     []string      `json:"step_errors,omitempty"`
+	SkippedRecords int           `json:"skipped_records"`
+	Skipped        []SkippedLine `json:"skipped_lines,omitempty"`
+	Warnings       []string      `json:"warnings,omitempty"`
+	Files          []string      `json:"files"` // what Analyze wrote, relative to RunDir
 }
 
 // Probes is what the probes after fault steps answered.
