@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -152,16 +153,21 @@ type faultEnv struct {
 	c     *Cluster
 	start time.Time
 	mu    sync.Mutex
-	now   string // what the fault is doing, for the progress line
+	open  []string          // the fault windows open now, in order, for the progress line
+	doing map[string]string // what each open window did last
 }
 
 func (e *faultEnv) current() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.now == "" {
+	if len(e.open) == 0 {
 		return "-"
 	}
-	return e.now
+	var parts []string
+	for _, w := range e.open {
+		parts = append(parts, e.doing[w])
+	}
+	return strings.Join(parts, "; ")
 }
 
 func (e *faultEnv) Servers() []string {
@@ -191,11 +197,25 @@ func (e *faultEnv) Rand() *rand.Rand                                { return e.c
 
 func (e *faultEnv) Record(ev results.Event) {
 	e.mu.Lock()
+	if e.doing == nil {
+		e.doing = map[string]string{}
+	}
+	what := strings.TrimSpace(fmt.Sprintf("%s %s %s", ev.Fault, ev.Action, strings.Join(ev.Targets, ",")))
 	switch ev.Type {
-	case results.EventFaultStart, results.EventFaultAction:
-		e.now = fmt.Sprintf("%s %s %v", ev.Fault, ev.Action, ev.Targets)
+	case results.EventFaultStart:
+		e.open = append(e.open, ev.Fault)
+		e.doing[ev.Fault] = what
+	case results.EventFaultAction:
+		if _, open := e.doing[ev.Fault]; open { // an instant step has no window to show
+			e.doing[ev.Fault] = what
+		}
 	case results.EventFaultEnd:
-		e.now = ""
+		if k := slices.Index(e.open, ev.Fault); k >= 0 {
+			e.open = slices.Delete(e.open, k, k+1)
+		}
+		if !slices.Contains(e.open, ev.Fault) {
+			delete(e.doing, ev.Fault)
+		}
 	}
 	e.mu.Unlock()
 	e.c.Record(ev)

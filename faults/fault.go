@@ -56,9 +56,10 @@ type Env interface {
 	// WaitHealthy waits until every running member is healthy and they agree on a leader.
 	WaitHealthy(ctx context.Context, timeout time.Duration) error
 	// AppliedIndex is the raft index node's member has applied (as last seen);
-	// SnapshotIndex the index of its newest snapshot on disk (0: none yet).
+	// CompactedIndex the index up to which its raft log is compacted: entries at or below
+	// it can reach a follower only as a snapshot (0: nothing compacted yet).
 	AppliedIndex(ctx context.Context, node string) (uint64, error)
-	SnapshotIndex(ctx context.Context, node string) (uint64, error)
+	CompactedIndex(ctx context.Context, node string) (uint64, error)
 	// Probe makes p's request from inside node's namespace.
 	Probe(ctx context.Context, node string, p Probe) (ProbeResult, error)
 	// Record appends an event to events.jsonl, stamping it with the current run time.

@@ -28,7 +28,7 @@ type fakeEnv struct {
 	killed  map[string]bool
 	servers []string
 	nodes   []string
-	snap    uint64 // SnapshotIndex grows by 60 a call
+	snap    uint64 // CompactedIndex grows by 60 a call
 	// probeStatus is what Probe answers.
 	probeStatus int
 }
@@ -117,7 +117,7 @@ func (f *fakeEnv) WaitHealthy(context.Context, time.Duration) error {
 	return nil
 }
 func (f *fakeEnv) AppliedIndex(context.Context, string) (uint64, error) { return 100, nil }
-func (f *fakeEnv) SnapshotIndex(context.Context, string) (uint64, error) {
+func (f *fakeEnv) CompactedIndex(context.Context, string) (uint64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.snap += 60

@@ -141,7 +141,7 @@ var Actions = []Action{
 	{Name: "restart", Describe: "stop (if alive) and start the targets' members, keeping their data", Targets: "required"},
 	{Name: "pause", Describe: "SIGSTOP the targets' members; undone by continue", Targets: "required", Undoable: true},
 	{Name: "continue", Describe: "SIGCONT the targets' members", Targets: "required"},
-	{Name: "kill-until-snapshot", Describe: "kill the targets, keep them down until the leader has snapshotted past them (or timeout), restart them", Targets: "required", Fields: []string{"timeout"}},
+	{Name: "kill-until-snapshot", Describe: "kill the targets, keep them down until the leader has compacted its log past them (or timeout), restart them: they must catch up from a snapshot", Targets: "required", Fields: []string{"timeout"}},
 	{Name: "partition", Describe: "cut the network between groups: groups: [[a,b],[c]] or mode: random-halves | majorities-ring | bridge (of the targets, default all servers)", Targets: "optional", Fields: []string{"groups", "mode"}, Undoable: true},
 	{Name: "isolate", Describe: "cut the targets from every other node (each target alone)", Targets: "required", Undoable: true},
 	{Name: "heal", Describe: "undo every partition, isolate, port and link fault still in place (targets: @id to heal one step)", Targets: "optional"},

@@ -574,8 +574,8 @@ func (t *timeline) recoverPort(ctx context.Context, targets []string, port int, 
 	return nil
 }
 
-// killUntilSnapshot kills each target and keeps it down until the leader has taken a
-// snapshot past the index the member had applied, so that it must catch up from a
+// killUntilSnapshot kills each target and keeps it down until the leader has compacted
+// its log past the index the member had applied, so that it must catch up from a
 // snapshot rather than from the log (etcd's functional tester's
 // SIGTERM_*_UNTIL_TRIGGER_SNAPSHOT), or until timeout; then restarts it.
 func (t *timeline) killUntilSnapshot(ctx context.Context, label string, targets []string, timeout time.Duration) error {
@@ -606,13 +606,13 @@ func (t *timeline) killUntilSnapshot(ctx context.Context, label string, targets 
 	for detail == "" {
 		leader, err := env.Leader(ctx)
 		if err == nil {
-			if snap, err := env.SnapshotIndex(ctx, leader); err == nil && snap > need {
-				detail = fmt.Sprintf("leader %s snapshotted at index %d > %d after %.1f s", leader, snap, need, (env.Since() - began).Seconds())
+			if snap, err := env.CompactedIndex(ctx, leader); err == nil && snap > need {
+				detail = fmt.Sprintf("leader %s compacted its log to index %d > %d after %.1f s", leader, snap, need, (env.Since() - began).Seconds())
 				break
 			}
 		}
 		if env.Since()-began > timeout {
-			detail = fmt.Sprintf("timeout %v: the leader took no snapshot past index %d", timeout, need)
+			detail = fmt.Sprintf("timeout %v: the leader did not compact its log past index %d", timeout, need)
 			break
 		}
 		select {

@@ -151,7 +151,7 @@ func TestKillUntilSnapshotWaitsForTheLeadersSnapshot(t *testing.T) {
 		t.Fatalf("log %q: want kill, then restart once the snapshot passed", f.log)
 	}
 	end := f.events[len(f.events)-1]
-	if end.Type != results.EventFaultEnd || !strings.Contains(end.Detail, "snapshotted at index 120 > 100") {
+	if end.Type != results.EventFaultEnd || !strings.Contains(end.Detail, "compacted its log to index 120 > 100") {
 		t.Errorf("end %+v", end)
 	}
 }

@@ -128,6 +128,10 @@ func (e *etcd) MemberCommand(c Cluster, i int, rejoin bool) Command {
 	return cmd
 }
 
+// CatchUpEntries is etcd's SnapshotCatchUpEntries (3.4 and 3.5): the entries a member
+// keeps after a snapshot so that a slow follower can catch up without one.
+func (e etcd) CatchUpEntries() uint64 { return 5000 }
+
 // SnapshotIndex reads the index of the newest snapshot in a member's data dir: etcd
 // names them member/snap/<term>-<index>.snap in hex. 0 when there is none yet.
 func (e etcd) SnapshotIndex(dataDir string) (uint64, error) {

@@ -139,7 +139,9 @@ type Checker interface {
 }
 
 // Snapshotter is an optional capability of a System: the raft index of the newest
-// snapshot in a member's data dir (0 when there is none).
+// snapshot in a member's data dir (0 when there is none), and how many entries the
+// member keeps in its log after a snapshot for slow followers.
 type Snapshotter interface {
 	SnapshotIndex(dataDir string) (uint64, error)
+	CatchUpEntries() uint64
 }
