@@ -245,3 +245,54 @@ func parseCut(t *testing.T, s string) ([]string, []string) {
 	}
 	return strings.Split(parts[0], ","), strings.Split(parts[1], ",")
 }
+
+// TestKillUntilSnapshot: etcd's functional tester's "kill a follower until the leader
+// snapshots": the member stays down until the leader's log is compacted past it, and
+// when it is back it really catches up from a snapshot (etcd's own log says so).
+func TestKillUntilSnapshot(t *testing.T) {
+	needCluster(t)
+	cfg := testConfig(t, "kill-until-snapshot", 30)
+	cfg.Rate, cfg.SnapshotCount = 500, 100
+	cfg.Scenario = "inline"
+	cfg.Steps = []faults.Step{{ID: "ks", Action: "kill-until-snapshot", Targets: []string{"follower"},
+		At: durationPtr(3 * time.Second), Timeout: faults.Duration(25 * time.Second)}}
+	c, done := startRun(t, cfg)
+	err := <-done
+	c.Close()
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	run, err := results.Load(c.RunDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var victim, detail string
+	var down float64
+	for _, e := range run.Events {
+		if e.Fault != "ks" {
+			continue
+		}
+		switch e.Type {
+		case results.EventFaultStart:
+			victim, down = e.Targets[0], e.T
+		case results.EventFaultEnd:
+			detail, down = e.Detail, e.T-down
+		}
+	}
+	if victim == "" || !strings.Contains(detail, "compacted its log") {
+		t.Fatalf("kill-until-snapshot of %q ended with %q: want the leader's compaction past it", victim, detail)
+	}
+	log, err := os.ReadFile(c.RunDir + "/logs/" + victim + ".log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "applied incoming Raft snapshot") {
+		t.Errorf("%s was down %.1f s but did not catch up from a snapshot (no \"applied incoming Raft snapshot\" in its log)", victim, down)
+	}
+	t.Logf("%s down %.1f s: %s", victim, down, detail)
+}
+
+func durationPtr(d time.Duration) *faults.Duration {
+	v := faults.Duration(d)
+	return &v
+}

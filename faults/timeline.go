@@ -599,6 +599,14 @@ func (t *timeline) killUntilSnapshot(ctx context.Context, label string, targets 
 		}
 	}
 	need := slices.Max(mapValues(applied))
+	// The indexes above are as last polled; a member may have applied a little more before
+	// the kill. The leader's commit index a moment after the kill bounds it.
+	sleepUntil(ctx, env, env.Since()+500*time.Millisecond)
+	if l, err := env.Leader(ctx); err == nil {
+		if c, err := env.AppliedIndex(ctx, l); err == nil {
+			need = max(need, c)
+		}
+	}
 	began := env.Since()
 	detail := ""
 	tick := time.NewTicker(200 * time.Millisecond)
