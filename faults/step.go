@@ -213,9 +213,17 @@ func (e *StepError) Unwrap() error { return e.Err }
 func ValidateTimeline(steps []Step, c Cluster) error {
 	var errs []error
 	ids := map[string]bool{}
+	var lastAt *Duration
 	for i, s := range steps {
 		for _, err := range validateStep(s, c, ids) {
 			errs = append(errs, &StepError{Index: i, Field: err.field, Err: err.err})
+		}
+		if s.At != nil {
+			if lastAt != nil && *s.At < *lastAt {
+				errs = append(errs, &StepError{Index: i, Field: "at", Err: fmt.Errorf("at %v is before an earlier step's at %v: steps fire in the order written", *s.At, *lastAt)})
+			} else {
+				lastAt = s.At
+			}
 		}
 		if s.ID != "" {
 			ids[s.ID] = true

@@ -266,6 +266,10 @@ func TestValidateTimelineNamesFieldsAndChoices(t *testing.T) {
 		{Step{Action: "limitspeed", Rate: "fast"}, `rate: "fast" is not a rate`},
 		{Step{Action: "sleep"}, "sleep needs a duration"},
 	}
+	if err := ValidateTimeline([]Step{{Action: "probe", Probe: &Probe{URL: "http://x/"}, At: ms(500)},
+		{Action: "probe", Probe: &Probe{URL: "http://x/"}, At: ms(100)}}, c); err == nil || !strings.Contains(err.Error(), "step 2: at: at 100ms is before") {
+		t.Errorf("an at before an earlier at: %v", err)
+	}
 	for _, tc := range cases {
 		err := ValidateTimeline([]Step{tc.s}, c)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
