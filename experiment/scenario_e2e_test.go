@@ -296,3 +296,57 @@ func durationPtr(d time.Duration) *faults.Duration {
 	v := faults.Duration(d)
 	return &v
 }
+
+// TestDiskLoss: DT's stop, backup, cleanup, start — a member loses its disk and rejoins
+// empty; the backup holds its old data and the cluster is healthy again.
+func TestDiskLoss(t *testing.T) {
+	needCluster(t)
+	s, err := scenario.Parse("disk-loss.yaml", []byte(`
+system: etcd
+topology: simple
+duration: 16s
+steps:
+  - {id: victim, action: stop, targets: follower, at: 2s}
+  - {action: backup, targets: "@victim"}
+  - {action: cleanup, targets: "@victim"}
+  - {action: start, targets: "@victim", after: 1s}
+  - {action: wait-healthy, timeout: 20s}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, s.Name, s.Duration.D().Seconds())
+	cfg.Scenario, cfg.Steps = "disk-loss.yaml", s.Steps
+	c, done := startRun(t, cfg)
+	err = <-done
+	c.Close()
+	if err != nil {
+		t.Fatalf("run (a step failed, or wait-healthy timed out): %v", err)
+	}
+	run, err := results.Load(c.RunDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var victim, backup string
+	healthy := false
+	for _, e := range run.Events {
+		switch {
+		case e.Type == results.EventFaultStart && e.Fault == "victim":
+			victim = e.Targets[0]
+		case e.Action == "backup":
+			backup = e.Detail
+		case e.Action == "healthy":
+			healthy = true
+		}
+	}
+	if victim == "" || backup == "" || !healthy {
+		t.Fatalf("victim %q, backup %q, healthy %v", victim, backup, healthy)
+	}
+	if _, err := os.Stat(c.RunDir + "/" + backup + "/member/wal"); err != nil {
+		t.Errorf("the backup of %s has no member/wal: %v", victim, err)
+	}
+	log, _ := os.ReadFile(c.RunDir + "/logs/" + victim + ".log")
+	if !strings.Contains(string(log), "applied incoming Raft snapshot") && !strings.Contains(string(log), "restored snapshot") {
+		t.Logf("note: %s's log shows no snapshot; it caught up from the log", victim)
+	}
+}

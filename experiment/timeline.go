@@ -40,6 +40,10 @@ const (
 	ScheduleReplay   = "replay"   // a schedule.json written by an earlier run (--replay)
 )
 
+// FaultSession is the fault label of a debug session (dt up, dt run -d): no schedule runs,
+// the prompt fires faults.
+const FaultSession = "debug"
+
 // usesTimeline says the run's faults come from somewhere else than the positional fault.
 func (c Config) usesTimeline() bool {
 	return c.Schedule != "" || c.Replay != "" || c.Scenario != ""
@@ -78,13 +82,17 @@ func (c Config) ExpandSchedule(spec topology.Spec) (faults.ScheduleFile, error) 
 		if err != nil {
 			return sf, err
 		}
-		sf.Kind, sf.MTBF, sf.Faults, sf.Steps = faults.ScheduleKinds[0], faults.Duration(mtbf), c.RandomFaults, steps
+		sf.Kind, sf.MTBF, sf.Faults, sf.Steps = ScheduleRandom, faults.Duration(mtbf), c.RandomFaults, steps
 		return sf, nil
 	case c.Schedule != "":
 		return sf, fmt.Errorf("--schedule %q: valid are random (or give a FAULT, -f or --replay)", c.Schedule)
 	case c.Scenario != "":
 		sf.Kind, sf.Steps = ScheduleScenario, c.Steps
 		return sf, faults.ValidateTimeline(c.Steps, fc)
+	}
+	if c.Fault == FaultSession {
+		sf.Kind = "session"
+		return sf, nil
 	}
 	f, err := faults.Lookup(c.Fault)
 	if err != nil {

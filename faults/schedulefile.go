@@ -19,8 +19,8 @@ const ScheduleFileName = "schedule.json"
 const ScheduleVersion = 1
 
 // ScheduleKinds are where a schedule came from: a seeded random schedule, a named fault,
-// a scenario file.
-var ScheduleKinds = []string{"random", "fault", "scenario"}
+// a scenario file, or a debug session (dt up, dt run -d: no steps run).
+var ScheduleKinds = []string{"random", "fault", "scenario", "session"}
 
 // ScheduleFile is the concrete timeline a run executed, saved so that it can be replayed:
 // steps with their times and, for a random schedule, the seed and knobs it was drawn from.

@@ -116,7 +116,7 @@ func debugSession(ctx context.Context, cfg experiment.Config, o debugOptions) (e
 		cfg.Seed = rand.Int64N(1<<53) + 1
 	}
 	// A session is not a run of the fault schedule: keep it apart in the results tree.
-	cfg.Fault = "debug"
+	cfg.Fault = experiment.FaultSession
 	mode := shell.DetectMode(os.Stdin, os.Stdout)
 	c, err := experiment.Start(ctx, cfg, experiment.Options{Progress: os.Stdout})
 	var load *experiment.Load
