@@ -314,7 +314,7 @@ func TestIntermittentFullToggles(t *testing.T) {
 			time.Sleep(150 * time.Millisecond)
 			got := reach(runID, spec, victim, other, "2380")
 			switch e.Action {
-			case "partition":
+			case "partition", "isolate": // intermittent-full isolates the follower
 				partitions++
 				if got {
 					t.Errorf("t=%.2f partition of %s: it still reaches %s", e.T, victim, other)

@@ -12,8 +12,8 @@ import (
 func TestScheduleRoundTrip(t *testing.T) {
 	o := randomOpts(3, 5)
 	steps := mustRandom(t, o)
-	at := Duration(time.Second)
-	steps = append(steps, Step{ID: "p", Action: "probe", At: &at, Probe: &Probe{URL: "http://s1:2379/health", From: "c1", Timeout: Duration(time.Second)}})
+	at := steps[len(steps)-1].At.D() + time.Second // steps fire in order
+	steps = append(steps, Step{ID: "p", Action: "probe", At: at2(at), Probe: &Probe{URL: "http://s1:2379/health", From: "c1", Timeout: Duration(time.Second)}})
 	in := ScheduleFile{Kind: "random", Name: "random", Seed: o.Seed, MTBF: Duration(o.MTBF),
 		Faults: RandomKinds(), Duration: Duration(o.Duration), Steps: steps}
 	dir := t.TempDir()
@@ -98,4 +98,9 @@ func TestReadScheduleErrors(t *testing.T) {
 	if err := WriteSchedule(filepath.Join(dir, "w.json"), ScheduleFile{Version: 9, Kind: "fault"}); err == nil || !strings.Contains(err.Error(), "unknown version 9") {
 		t.Errorf("write with a bad version: %v", err)
 	}
+}
+
+func at2(d time.Duration) *Duration {
+	v := Duration(d)
+	return &v
 }

@@ -67,12 +67,18 @@ var params = []param{
 	{"fault-loss", func(c *experiment.Config) any { return &c.FaultLoss }},
 	{"fault-rate", func(c *experiment.Config) any { return &c.FaultRate }},
 	{"check-timeout", func(c *experiment.Config) any { return &c.CheckTimeout }},
+	{"snapshot-count", func(c *experiment.Config) any { return &c.SnapshotCount }},
+	// schedule: random with a fault label draws each run's faults from its derived seed.
+	{"schedule", func(c *experiment.Config) any { return &c.Schedule }},
 }
 
 // reserved are `dt run` flags a sweep file may not set, with the reason.
 var reserved = map[string]string{
 	"seed":    "every run's seed is derived from the top-level `seed`, the point and the repeat",
 	"results": "runs go into the sweep directory; use `dt sweep --results DIR` to move its root",
+	"file":    "a sweep point is one experiment given by its parameters; a scenario's timeline cannot vary along axes",
+	"replay":  "a replay runs one fixed timeline; sweep its experiment's parameters instead",
+	"faults":  "not yet a sweep parameter (a list); with schedule: random every kind is drawn",
 }
 
 // ParamNames lists the parameters a sweep file may set in base and axes, in table order.
