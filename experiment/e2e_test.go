@@ -199,6 +199,13 @@ func reach(runID string, spec topology.Spec, src, dst, port string) bool {
 // startRun runs the schedule in the background and returns the live cluster.
 func startRun(t *testing.T, cfg Config) (*Cluster, chan error) {
 	t.Helper()
+	return startRunHooked(t, cfg, nil)
+}
+
+// startRunHooked is startRun with hook(c) called before the schedule starts (to set
+// c.onEvent, say).
+func startRunHooked(t *testing.T, cfg Config, hook func(c *Cluster)) (*Cluster, chan error) {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -208,6 +215,9 @@ func startRun(t *testing.T, cfg Config) (*Cluster, chan error) {
 			c.Close()
 		}
 		t.Fatalf("start: %v", err)
+	}
+	if hook != nil {
+		hook(c)
 	}
 	done := make(chan error, 1)
 	go func() { done <- c.runSchedule(context.Background(), Options{}) }()

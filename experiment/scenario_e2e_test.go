@@ -76,17 +76,9 @@ func TestScenarioStepsTakeEffect(t *testing.T) {
 	for _, p := range s.Processes {
 		cfg.Processes = append(cfg.Processes, Process{Node: p.Node, Name: p.Name, Command: p.Command})
 	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	c, err := Start(context.Background(), cfg, Options{Exe: dtBin})
-	if err != nil {
-		if c != nil {
-			c.Close()
-		}
-		t.Fatalf("start: %v", err)
-	}
-	runID, spec := c.Live.State.RunID, c.Live.Spec
+	var c *Cluster
+	var runID string
+	var spec topology.Spec
 	ctx := context.Background()
 
 	var mu sync.Mutex
@@ -101,7 +93,7 @@ func TestScenarioStepsTakeEffect(t *testing.T) {
 		}
 		return st.Pid, st.State
 	}
-	c.onEvent = func(e results.Event) {
+	onEvent := func(e results.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		if e.Type == results.EventFaultStart || e.Type == results.EventFaultAction {
@@ -179,7 +171,11 @@ func TestScenarioStepsTakeEffect(t *testing.T) {
 			}
 		}
 	}
-	err = c.runSchedule(ctx, Options{})
+	c, done := startRunHooked(t, cfg, func(cl *Cluster) {
+		c, runID, spec = cl, cl.Live.State.RunID, cl.Live.Spec
+		cl.onEvent = onEvent
+	})
+	err = <-done
 	c.Close()
 	if err != nil {
 		t.Errorf("run: %v", err)
