@@ -138,6 +138,12 @@ pre{background:#f7f7f7;border:1px solid #e5e5e5;padding:8px;overflow:auto;max-he
 {{if .S.Faults}}<table><tr><th>fault</th><th>targets</th><th>start (s)</th><th>end (s)</th><th>duration (s)</th><th>actions</th><th>recovery from start</th><th>recovery from heal</th></tr>
 {{range .S.Faults}}<tr><td>{{.Name}}</td><td>{{join .Targets}}</td><td class="n">{{sec .Start}}</td><td class="n">{{faultend .}}</td><td class="n">{{sec .DurationS}}</td><td class="n">{{len .Actions}}</td><td class="n">{{secp .RecoveryS.FromFaultStart}}</td><td class="n">{{secp .RecoveryS.FromHeal}}</td></tr>
 {{end}}</table>{{else}}<p class="note">No fault was injected.</p>{{end}}
+{{with .S.StepErrors}}<h2>Step errors</h2><ul>{{range .}}<li>{{.}}</li>{{end}}</ul>{{end}}
+{{with .S.Probes}}<h2>Probes</h2>
+<p>{{.Total}} probe(s) called after fault steps, {{.Failed}} failed.</p>
+{{if .Failures}}<table><tr><th>t (s)</th><th>after step</th><th>from</th><th>url</th><th>answer</th></tr>
+{{range .Failures}}<tr class="error"><td class="n">{{sec .T}}</td><td>{{.Step}}</td><td>{{.From}}</td><td>{{.URL}}</td><td>{{if .Error}}{{.Error}}{{else}}status {{.Status}}{{end}}</td></tr>
+{{end}}</table>{{end}}{{end}}
 
 <h2>Linearizability</h2>
 <div class="card {{linclass .S.Linearizability.Result}}" style="display:inline-block"><b>{{.S.Linearizability.Result}}</b></div>
@@ -257,6 +263,11 @@ func eventRowOf(ev Event) eventRow {
 		r.Class = "leader"
 	case EventError:
 		r.Class = "error"
+	case EventProbe:
+		r.Class = "action"
+		if strings.Contains(ev.Detail, `"ok":false`) {
+			r.Class = "error"
+		}
 	}
 	return r
 }

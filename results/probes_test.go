@@ -1,6 +1,12 @@
 package results
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
 
 func TestProbesSummaryCountsAndListsFailures(t *testing.T) {
 	events := []Event{
@@ -18,5 +24,44 @@ func TestProbesSummaryCountsAndListsFailures(t *testing.T) {
 	}
 	if probes(events[3:]) != nil {
 		t.Errorf("no probe events must give no probes section")
+	}
+}
+
+func TestReportListsProbeFailuresAndStepErrors(t *testing.T) {
+	dir := runDir(t)
+	leaderRun().write(t, dir)
+	w, err := CreateJSONL(filepath.Join(dir, "events.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range []Event{
+		{T: 13, Type: EventProbe, Fault: "pause#1", Node: "c1", Detail: `{"url":"http://127.0.0.1:7070/check","ok":true,"status":200}`},
+		{T: 21, Type: EventProbe, Fault: "heal#2", Node: "c1", Detail: `{"url":"http://127.0.0.1:7070/check","ok":false,"status":503}`},
+		{T: 22, Type: EventError, Fault: "recoverport#3", Detail: "no dropport of port 80 tcp in place on s1"},
+	} {
+		if err := w.Append(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	sum, err := Analyze(dir, Options{CheckTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Probes == nil || sum.Probes.Failed != 1 || len(sum.StepErrors) != 1 {
+		t.Fatalf("probes %+v, step errors %v", sum.Probes, sum.StepErrors)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, ReportFile))
+	for _, want := range []string{"<h2>Probes</h2>", "2 probe(s) called after fault steps, 1 failed", "heal#2", "status 503",
+		"<h2>Step errors</h2>", "no dropport of port 80"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("report.html lacks %q", want)
+		}
+	}
+	text := FormatSummary(sum)
+	for _, want := range []string{"probes: 2 called, 1 failed", "probe FAILED at 21.00 s after heal#2 (from c1): status 503", "step error: 22.00 s recoverport#3"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("summary text lacks %q:\n%s", want, text)
+		}
 	}
 }
