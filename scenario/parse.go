@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/dtlab/dt/faults"
+	"github.com/dtlab/dt/internal/yamlfile"
 	"github.com/dtlab/dt/systems"
 	"github.com/dtlab/dt/topology"
 	"github.com/dtlab/dt/workloads"
@@ -79,24 +80,17 @@ type parser struct {
 }
 
 func (p *parser) errorf(n *yaml.Node, format string, a ...any) {
-	e := &Error{File: p.file, Msg: fmt.Sprintf(format, a...)}
-	if n != nil {
-		e.Line, e.Column = n.Line, n.Column
-	}
-	p.errs = append(p.errs, e)
+	p.errs = append(p.errs, yamlfile.Errorf(p.file, n, format, a...))
 }
 
 func (p *parser) err() error { return joinSorted(p.errs) }
-
-var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
 // yamlError turns a yaml.v3 syntax error ("yaml: line 3: did not find expected key")
 // into an Error at that line.
 func (p *parser) yamlError(err error) {
 	e := &Error{File: p.file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
-	if g := yamlLine.FindStringSubmatch(e.Msg); g != nil {
-		e.Line, _ = strconv.Atoi(g[1])
-		e.Msg = g[2]
+	if line, msg, ok := yamlfile.SplitLine(e.Msg); ok {
+		e.Line, e.Msg = line, msg
 	}
 	p.errs = append(p.errs, e)
 }
@@ -121,7 +115,7 @@ func (p *parser) document(b []byte) *yaml.Node {
 	} else if !errors.Is(err, io.EOF) {
 		p.yamlError(err)
 	}
-	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
+	if len(doc.Content) == 0 || yamlfile.IsNull(doc.Content[0]) {
 		empty()
 		return nil
 	}
@@ -207,7 +201,7 @@ func (p *parser) scenario(root *yaml.Node) *Scenario {
 
 // options reads the other dt run flags; their names and values are the CLI's to check.
 func (p *parser) options(n *yaml.Node) []Option {
-	if isNull(n) {
+	if yamlfile.IsNull(n) {
 		return nil
 	}
 	var out []Option
@@ -294,7 +288,7 @@ func (p *parser) command(n *yaml.Node, what string) []string {
 }
 
 func (p *parser) env(n *yaml.Node, what string) map[string]string {
-	if isNull(n) {
+	if yamlfile.IsNull(n) {
 		return nil
 	}
 	env := map[string]string{}
@@ -328,7 +322,7 @@ func (p *parser) step(i int, n *yaml.Node) (faults.Step, stepPlace) {
 	st := faults.Step{Source: fmt.Sprintf("%s:%d", p.file, n.Line)}
 	sp := stepPlace{node: n, keys: map[string]*yaml.Node{}, values: map[string]*yaml.Node{}, bad: map[string]bool{}}
 	label := fmt.Sprintf("step %d", i+1)
-	if a := deref(valueNode(n, "action")); a != nil && a.Kind == yaml.ScalarNode {
+	if a := deref(yamlfile.ValueNode(n, "action")); a != nil && a.Kind == yaml.ScalarNode {
 		label += " (" + a.Value + ")"
 	}
 	if n.Kind != yaml.MappingNode {
@@ -396,7 +390,7 @@ func (p *parser) decode(n *yaml.Node, v reflect.Value, what string) {
 		}
 		return
 	case reflect.Slice:
-		if n.Kind == yaml.ScalarNode && !isNull(n) {
+		if n.Kind == yaml.ScalarNode && !yamlfile.IsNull(n) {
 			n = &yaml.Node{Kind: yaml.SequenceNode, Content: []*yaml.Node{n}}
 		}
 		if n.Kind != yaml.SequenceNode {
@@ -474,7 +468,7 @@ func (p *parser) mapping(n *yaml.Node, what string, valid []string) []entry {
 // sequence returns a list's items; an empty value is an empty list.
 func (p *parser) sequence(n *yaml.Node, what string) []*yaml.Node {
 	n = deref(n)
-	if isNull(n) {
+	if yamlfile.IsNull(n) {
 		return nil
 	}
 	if n.Kind != yaml.SequenceNode {
@@ -491,7 +485,7 @@ func (p *parser) sequence(n *yaml.Node, what string) []*yaml.Node {
 // scalar returns n's value when it is a single, non-empty value.
 func (p *parser) scalar(n *yaml.Node, what string) (string, bool) {
 	n = deref(n)
-	if n.Kind != yaml.ScalarNode || isNull(n) {
+	if n.Kind != yaml.ScalarNode || yamlfile.IsNull(n) {
 		p.errorf(n, "%s: want a single value, not %s", what, describe(n))
 		return "", false
 	}
@@ -504,14 +498,10 @@ func describe(n *yaml.Node) string {
 		return "a list"
 	case n.Kind == yaml.MappingNode:
 		return "a mapping"
-	case isNull(n):
+	case yamlfile.IsNull(n):
 		return "an empty value"
 	}
 	return strconv.Quote(n.Value)
-}
-
-func isNull(n *yaml.Node) bool {
-	return n == nil || n.Kind == 0 || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null")
 }
 
 // deref follows aliases (*name) to their anchored node.
@@ -520,17 +510,4 @@ func deref(n *yaml.Node) *yaml.Node {
 		n = n.Alias
 	}
 	return n
-}
-
-// valueNode returns the value of key in mapping n, or nil.
-func valueNode(n *yaml.Node, key string) *yaml.Node {
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return nil
 }

@@ -39,6 +39,7 @@ import (
 	"strings"
 
 	"github.com/dtlab/dt/faults"
+	"github.com/dtlab/dt/internal/yamlfile"
 	"github.com/dtlab/dt/topology"
 	"gopkg.in/yaml.v3"
 )
@@ -80,21 +81,7 @@ type Process struct {
 
 // Error is a problem at a place in a scenario file. Errors from Parse, Load and
 // Validate are *Error values joined with errors.Join.
-type Error struct {
-	File         string
-	Line, Column int // 0 when unknown
-	Msg          string
-}
-
-func (e *Error) Error() string {
-	switch {
-	case e.Line == 0:
-		return fmt.Sprintf("%s: %s", e.File, e.Msg)
-	case e.Column == 0:
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Column, e.Msg)
-}
+type Error = yamlfile.Error
 
 // Load reads a scenario file (see Parse).
 func Load(path string) (*Scenario, error) {

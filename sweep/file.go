@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/dtlab/dt/experiment"
+	"github.com/dtlab/dt/internal/yamlfile"
 )
 
 // MaxAxisValues bounds the values one axis may expand to (a range with a tiny step is
@@ -149,22 +150,7 @@ func (s *Sweep) axisList() string {
 }
 
 // Error is a problem at a line and column of a sweep file.
-type Error struct {
-	File   string
-	Line   int
-	Column int // 0 when only the line is known
-	Msg    string
-}
-
-func (e *Error) Error() string {
-	switch {
-	case e.Line == 0:
-		return fmt.Sprintf("%s: %s", e.File, e.Msg)
-	case e.Column == 0:
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Column, e.Msg)
-}
+type Error = yamlfile.Error
 
 // Parse reads and resolves a sweep file.
 func Parse(path string) (*Sweep, error) {
@@ -197,14 +183,8 @@ type parser struct {
 }
 
 func (p *parser) errorf(n *yaml.Node, format string, a ...any) {
-	e := &Error{File: p.file, Msg: fmt.Sprintf(format, a...)}
-	if n != nil {
-		e.Line, e.Column = n.Line, n.Column
-	}
-	p.errs = append(p.errs, e)
+	p.errs = append(p.errs, yamlfile.Errorf(p.file, n, format, a...))
 }
-
-var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
 // yamlError turns yaml.v3's "line N: msg" errors into Errors of this file.
 func (p *parser) yamlError(err error) {
@@ -214,9 +194,8 @@ func (p *parser) yamlError(err error) {
 		msgs = te.Errors
 	}
 	for _, m := range msgs {
-		if g := yamlLine.FindStringSubmatch(m); g != nil {
-			line, _ := strconv.Atoi(g[1])
-			p.errs = append(p.errs, &Error{File: p.file, Line: line, Msg: g[2]})
+		if line, msg, ok := yamlfile.SplitLine(m); ok {
+			p.errs = append(p.errs, &Error{File: p.file, Line: line, Msg: msg})
 			continue
 		}
 		e := &Error{File: p.file, Msg: strings.TrimPrefix(m, "yaml: ")}
@@ -343,27 +322,13 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// valueNode returns the value of key in mapping n, or nil.
-func valueNode(n *yaml.Node, key string) *yaml.Node {
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return nil
-}
-
-// isAbsent is true for a key that was not given (or given as null).
-func isAbsent(n *yaml.Node) bool {
-	return n == nil || n.Kind == 0 || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null")
-}
+// valueNode returns the value of key in mapping n, or nil (yamlfile.ValueNode, by the
+// name plotspec.go uses too).
+func valueNode(n *yaml.Node, key string) *yaml.Node { return yamlfile.ValueNode(n, key) }
 
 // base applies the base mapping onto the defaults.
 func (p *parser) base(s *Sweep, n *yaml.Node) {
-	if isAbsent(n) {
+	if yamlfile.IsNull(n) {
 		return
 	}
 	if n.Kind != yaml.MappingNode {
@@ -399,7 +364,7 @@ func (p *parser) base(s *Sweep, n *yaml.Node) {
 
 // axes reads the axes mapping in order.
 func (p *parser) axes(s *Sweep, n *yaml.Node) {
-	if isAbsent(n) {
+	if yamlfile.IsNull(n) {
 		return
 	}
 	if n.Kind != yaml.MappingNode {
@@ -590,7 +555,7 @@ func roundSig(f float64) float64 {
 
 // zip reads the zip groups: lists of axes that vary together.
 func (p *parser) zip(s *Sweep, n *yaml.Node) {
-	if isAbsent(n) {
+	if yamlfile.IsNull(n) {
 		return
 	}
 	if n.Kind != yaml.SequenceNode {

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/dtlab/dt/internal/yamlfile"
 	"github.com/dtlab/dt/shaping"
 	"gopkg.in/yaml.v3"
 )
@@ -83,21 +84,7 @@ var fileWhat = map[string]string{
 }
 
 // FileError is a problem at a place in a topology file.
-type FileError struct {
-	File         string
-	Line, Column int // 0 when unknown
-	Msg          string
-}
-
-func (e *FileError) Error() string {
-	switch {
-	case e.Line == 0:
-		return fmt.Sprintf("%s: %s", e.File, e.Msg)
-	case e.Column == 0:
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Column, e.Msg)
-}
+type FileError = yamlfile.Error
 
 // LoadFile reads a topology file (see the format above) into a validated spec.
 func LoadFile(path string) (Spec, error) {
@@ -142,11 +129,7 @@ type fileParser struct {
 }
 
 func (p *fileParser) errorf(n *yaml.Node, format string, a ...any) {
-	e := &FileError{File: p.file, Msg: fmt.Sprintf(format, a...)}
-	if n != nil {
-		e.Line, e.Column = n.Line, n.Column
-	}
-	p.errs = append(p.errs, e)
+	p.errs = append(p.errs, yamlfile.Errorf(p.file, n, format, a...))
 }
 
 var (
