@@ -288,3 +288,37 @@ func TestEveryBuiltinFaultIsAValidTimeline(t *testing.T) {
 		}
 	}
 }
+
+func TestOverlappingFaultsHealIndependently(t *testing.T) {
+	f := newFake(1)
+	var during int
+	steps := []Step{
+		{ID: "a", Action: "isolate", Targets: []string{"s1"}, At: ms(0), For: Duration(30 * time.Millisecond)},
+		{ID: "b", Action: "partition", Groups: [][]string{{"s2"}, {"s3"}}, At: ms(10), For: Duration(60 * time.Millisecond)},
+		{ID: "c", Action: "dropport", Targets: []string{"s4"}, Port: 2379, At: ms(20), For: Duration(30 * time.Millisecond)},
+		{Action: "sleep", For: Duration(30 * time.Millisecond)}, // at ~50 ms: a and c healed, b still in place
+	}
+	sample := time.AfterFunc(55*time.Millisecond-time.Since(f.start), func() {
+		f.mu.Lock()
+		during = f.cuts
+		f.mu.Unlock()
+	})
+	defer sample.Stop()
+	if err := RunTimeline(context.Background(), f, steps, 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock() // during was written under it
+	defer f.mu.Unlock()
+	if during != 1 || f.cuts != 0 {
+		t.Errorf("at 55 ms %d faults in place, want only b; left at the end %d", during, f.cuts)
+	}
+	var ends []string
+	for _, e := range f.events {
+		if e.Type == results.EventFaultEnd {
+			ends = append(ends, e.Fault)
+		}
+	}
+	if strings.Join(ends, ",") != "a,c,b" {
+		t.Errorf("windows closed in order %v, want a,c,b", ends)
+	}
+}
