@@ -8,9 +8,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"runtime"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	nfqueue "github.com/florianl/go-nfqueue/v2"
@@ -109,8 +110,9 @@ type delayer struct {
 	draining  bool
 	flush     atomic.Bool
 
-	wake *waker
-	done chan struct{}
+	alarm   *alarm
+	alarmMu sync.Mutex // orders the alarm's settings (see rearm)
+	done    chan struct{}
 
 	received, lost, sent, overruns, overflows, sendErrors atomic.Uint64
 
@@ -122,7 +124,7 @@ type delayer struct {
 }
 
 func newDelayer(queue uint16, out sender, p delayParams, log *slog.Logger) (*delayer, error) {
-	w, err := newWaker()
+	al, err := newAlarm()
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +134,7 @@ func newDelayer(queue uint16, out sender, p delayParams, log *slog.Logger) (*del
 		log:      log,
 		lastFlow: make(map[uint64]time.Time),
 		rng:      rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(queue))),
-		wake:     w,
+		alarm:    al,
 		done:     make(chan struct{}),
 	}
 	d.params.Store(&p)
@@ -175,7 +177,7 @@ func startDelayer(cfg *config, iface string, queue uint16, p delayParams) (*dela
 		cancel()
 		_ = nf.Close()
 		rs.close()
-		d.wake.close()
+		d.alarm.close()
 		return nil, fmt.Errorf("shaping: bind nfqueue %d: %w", queue, err)
 	}
 	go d.schedule()
@@ -283,8 +285,28 @@ func (d *delayer) enqueue(pkt []byte, now time.Time) {
 	d.mu.Unlock()
 
 	if first {
-		d.wake.signal()
+		d.rearm()
 	}
+}
+
+// rearm sets the alarm for what the scheduler has to do next: send the first held packet,
+// or, when flushing or drained, return at once. It is called after every change that
+// can make that earlier, outside mu: setting a timer is a system call, and under mu the
+// reader and the scheduler would wait for each other's. alarmMu orders the settings, and
+// each one reads the state after taking it, so the last setting is for the state as it is.
+func (d *delayer) rearm() {
+	d.alarmMu.Lock()
+	defer d.alarmMu.Unlock()
+	var at time.Time
+	d.mu.Lock()
+	switch {
+	case d.flush.Load() || d.draining && len(d.byTime) == 0:
+		at = time.Now()
+	case len(d.byTime) > 0:
+		at = d.byTime[0].release
+	}
+	d.mu.Unlock()
+	d.alarm.set(at)
 }
 
 // due pops every packet whose time has come (all of them when flushing), in release order,
@@ -304,24 +326,29 @@ func (d *delayer) due(now time.Time, flush bool) (ready []*held, next time.Time,
 	return ready, next, len(d.byTime) == 0
 }
 
-// timerSlack is how late the kernel may wake the scheduler: small against the delays
-// emulated, large enough to send a burst of packets due close together in one wake-up.
-const timerSlack = 20 * time.Microsecond
-
-// schedule sends packets on time until the delayer drains and is empty. It owns its OS
-// thread: Go timers wake up to a millisecond late (the netpoller waits in whole
-// milliseconds), which would add about 0.5 ms to every hop; ppoll with a nanosecond
-// timeout and a timerSlack on a dedicated thread is accurate to tens of microseconds.
-// The thread ends with the goroutine, taking its timer slack with it.
+// schedule sends packets on time until the delayer drains and is empty.
+//
+// It waits on the alarm, a timerfd in Go's netpoller: the goroutine is parked and holds
+// no P (none of the GOMAXPROCS slots that run Go code). It must not wait in a system call.
+// It used to sleep in ppoll on a locked thread of its own, precise but holding its P all
+// the while: the runtime takes a P back from a system call only when sysmon sees it there
+// on two of its rounds, and an idle sysmon goes round every 10 ms. Two delayers (a
+// router's two interfaces) with GOMAXPROCS=2 then held every P after each wake-up, and
+// the rest of the process, NFQUEUE readers and the test's own sockets included, waited
+// up to 20 ms: TestUserspaceForwarded measured 3.5-5 ms more RTT on some probes of every
+// run and on most probes of 1 run in 5 (median 34 ms for 30 ms), and a p99 error of
+// 3-15 ms in BenchmarkUserspace. TestDelayerWaitsOutsideSyscalls guards against it.
+// Go timers would not hold a P either but wake up to a millisecond late (the netpoller's
+// timeout is in whole milliseconds); a timerfd is an hrtimer without slack, and its
+// expiry wakes the netpoller as any ready descriptor does, within tens of microseconds.
 func (d *delayer) schedule() {
 	defer close(d.done)
-	runtime.LockOSThread()
-	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(timerSlack), 0, 0, 0)
 	for {
 		d.mu.Lock()
 		draining := d.draining
 		d.mu.Unlock()
-		ready, next, empty := d.due(time.Now(), d.flush.Load())
+		ready, _, empty := d.due(time.Now(), d.flush.Load())
+		d.rearm()
 		for _, e := range ready {
 			if err := d.out.send(e.pkt); err != nil {
 				d.sendErrors.Add(1)
@@ -332,11 +359,9 @@ func (d *delayer) schedule() {
 		if draining && empty {
 			return
 		}
-		wait := time.Duration(-1) // until woken
-		if !next.IsZero() {
-			wait = max(time.Until(next), 0)
+		if !d.alarm.wait() {
+			return // closed under us: nothing can wake us any more
 		}
-		d.wake.wait(wait)
 	}
 }
 
@@ -348,12 +373,12 @@ func (d *delayer) stop(ctx context.Context) error {
 	d.mu.Lock()
 	d.draining = true
 	d.mu.Unlock()
-	d.wake.signal()
+	d.rearm()
 	select {
 	case <-d.done:
 	case <-ctx.Done():
 		d.flush.Store(true)
-		d.wake.signal()
+		d.rearm()
 		<-d.done
 	}
 	if d.cancel != nil {
@@ -371,7 +396,7 @@ func (d *delayer) stop(ctx context.Context) error {
 	for _, e := range ready {
 		_ = d.out.send(e.pkt)
 	}
-	d.wake.close()
+	d.alarm.close()
 	if d.closer != nil {
 		d.closer()
 	}
@@ -568,33 +593,43 @@ func flowKey(p []byte) uint64 {
 	return h
 }
 
-// waker is an eventfd the scheduler sleeps on with a precise timeout.
-type waker struct{ fd int }
+// alarm is a timerfd the scheduler waits on through Go's netpoller (see schedule).
+type alarm struct {
+	f  *os.File
+	rc syscall.RawConn
+}
 
-func newWaker() (*waker, error) {
-	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+func newAlarm() (*alarm, error) {
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
 	if err != nil {
-		return nil, fmt.Errorf("shaping: eventfd: %w", err)
+		return nil, fmt.Errorf("shaping: timerfd: %w", err)
 	}
-	return &waker{fd: fd}, nil
+	// Non-blocking, so os.NewFile registers it with the netpoller.
+	f := os.NewFile(uintptr(fd), "delayer-alarm")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("shaping: timerfd: %w", err)
+	}
+	return &alarm{f: f, rc: rc}, nil
 }
 
-var one = []byte{1, 0, 0, 0, 0, 0, 0, 0} // eventfd adds a native-endian uint64; any non-zero wakes
-
-func (w *waker) signal() { _, _ = unix.Write(w.fd, one) }
-
-// wait sleeps for d (forever if d < 0) or until signalled, whichever comes first.
-func (w *waker) wait(d time.Duration) {
-	fds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}}
-	var ts *unix.Timespec
-	if d >= 0 {
-		t := unix.NsecToTimespec(int64(d))
-		ts = &t
+// set makes the alarm go off at t, at once if t has passed, replacing the previous
+// setting; a zero t disarms it.
+func (a *alarm) set(t time.Time) {
+	var spec unix.ItimerSpec // zero: disarm
+	if !t.IsZero() {
+		spec.Value = unix.NsecToTimespec(max(int64(time.Until(t)), 1)) // 0 would disarm
 	}
-	if n, _ := unix.Ppoll(fds, ts, nil); n > 0 {
-		var buf [8]byte
-		_, _ = unix.Read(w.fd, buf[:]) // reset the counter
-	}
+	_ = a.rc.Control(func(fd uintptr) { _ = unix.TimerfdSettime(int(fd), 0, &spec, nil) })
 }
 
-func (w *waker) close() { _ = unix.Close(w.fd) }
+// wait parks the goroutine until the alarm goes off; false if the alarm is closed.
+// Setting the alarm again before the wait resets it: wait then returns at the new time.
+func (a *alarm) wait() bool {
+	var buf [8]byte // expirations since the last read
+	_, err := a.f.Read(buf[:])
+	return err == nil
+}
+
+func (a *alarm) close() { _ = a.f.Close() }
