@@ -158,11 +158,6 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (c Config) faultParams() faults.Params {
-	p, _ := c.FaultParams()
-	return p
-}
-
 // FaultParams are the knobs of the fault schedule, with the amounts of the degrading
 // faults parsed; the error names the flag.
 func (c Config) FaultParams() (faults.Params, error) {

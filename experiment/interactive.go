@@ -20,26 +20,6 @@ import (
 	"github.com/dtlab/dt/workloads"
 )
 
-// Windowed is an optional capability of a faults.Fault: where its active window lies in
-// its schedule over a run of length p.Duration. RunFault uses it to fire a fault now;
-// faults without it are looked up in a table of the built-in schedules.
-type Windowed interface {
-	Window(p faults.Params) (from, to time.Duration)
-}
-
-// window returns the fractions of T between which a built-in fault acts: reckon's
-// [T/3, 2T/3] for most, [T/2, T] for the kills that are never undone, [0, T] for none.
-func builtinWindow(name string) (from, to float64) {
-	switch name {
-	case "none":
-		return 0, 1
-	case "leader", "kill-n":
-		return 0.5, 1
-	default:
-		return 1.0 / 3, 2.0 / 3
-	}
-}
-
 // RunFault fires the registered fault name now, compressed: its schedule is shifted so
 // that its active window opens at once and lasts window (the schedule's T is chosen to
 // make it so; p.Duration is ignored). It blocks until the fault is over, and when ctx
@@ -53,14 +33,11 @@ func (c *Cluster) RunFault(ctx context.Context, name string, window time.Duratio
 	if window <= 0 {
 		return fmt.Errorf("fault %s: window %v must be positive", name, window)
 	}
-	from, to := builtinWindow(name)
-	if w, ok := f.(Windowed); ok {
-		// Ask for the window of a unit schedule and scale it.
-		unit := p
-		unit.Duration = time.Hour
-		a, b := w.Window(unit)
-		from, to = a.Hours(), b.Hours()
-	}
+	// Ask for the window of a unit schedule and scale it.
+	unit := p
+	unit.Duration = time.Hour
+	a, b := f.Window(unit)
+	from, to := a.Hours(), b.Hours()
 	if to <= from {
 		return fmt.Errorf("fault %s: empty window [%g·T, %g·T]", name, from, to)
 	}

@@ -184,8 +184,8 @@ func (e *faultEnv) Leader(ctx context.Context) (string, error) {
 	return e.c.Monitor.waitLeader(ctx, 15*time.Second)
 }
 
-func (e *faultEnv) Partition(ctx context.Context, cut topology.Cut, owner string) (faults.Undo, error) {
-	return e.c.Partition(ctx, cut, owner)
+func (e *faultEnv) Partition(ctx context.Context, cuts []topology.Cut, owner string) (faults.Undo, error) {
+	return e.c.Partition(ctx, cuts, owner)
 }
 
 func (e *faultEnv) Kill(ctx context.Context, node string) error     { return e.c.Kill(ctx, node) }
@@ -221,13 +221,18 @@ func (e *faultEnv) Record(ev results.Event) {
 	e.c.Record(ev)
 }
 
-// Partition installs a cut with its own cookie and returns its heal.
-func (c *Cluster) Partition(ctx context.Context, cut topology.Cut, owner string) (faults.Undo, error) {
+// nextOwner numbers owner: every fault instance of the run owns its own rules or layer,
+// so that overlapping instances of one step heal on their own.
+func (c *Cluster) nextOwner(owner string) string {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.cuts++
-	owner = fmt.Sprintf("%s#%d", owner, c.cuts)
-	c.mu.Unlock()
-	cookie, err := c.Live.Partition(ctx, cut, owner)
+	return fmt.Sprintf("%s#%d", owner, c.cuts)
+}
+
+// Partition installs cuts as one partition with its own cookie and returns its heal.
+func (c *Cluster) Partition(ctx context.Context, cuts []topology.Cut, owner string) (faults.Undo, error) {
+	cookie, err := c.Live.PartitionCuts(ctx, cuts, c.nextOwner(owner))
 	if err != nil {
 		return nil, err
 	}
@@ -238,11 +243,7 @@ func (c *Cluster) Partition(ctx context.Context, cut topology.Cut, owner string)
 // targets (all paths when targets is empty), through the agents, under a layer of its
 // own, and returns its removal.
 func (c *Cluster) Impair(ctx context.Context, targets []string, imp shaping.Impairment, dir, owner string) (faults.Undo, error) {
-	c.mu.Lock()
-	c.cuts++
-	owner = fmt.Sprintf("%s#%d", owner, c.cuts)
-	c.mu.Unlock()
-	undo, err := c.Live.ImpairDirection(ctx, targets, imp, dir, owner)
+	undo, err := c.Live.ImpairDirection(ctx, targets, imp, dir, c.nextOwner(owner))
 	if err != nil {
 		return nil, err
 	}

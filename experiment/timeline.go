@@ -38,6 +38,7 @@ const (
 	ScheduleRandom   = "random"   // drawn from the seed (--schedule random)
 	ScheduleScenario = "scenario" // a scenario file's steps (-f)
 	ScheduleReplay   = "replay"   // a schedule.json written by an earlier run (--replay)
+	ScheduleSession  = "session"  // a debug session: no steps run
 )
 
 // FaultSession is the fault label of a debug session (dt up, dt run -d): no schedule runs,
@@ -91,7 +92,7 @@ func (c Config) ExpandSchedule(spec topology.Spec) (faults.ScheduleFile, error) 
 		return sf, faults.ValidateTimeline(c.Steps, fc)
 	}
 	if c.Fault == FaultSession {
-		sf.Kind = "session"
+		sf.Kind = ScheduleSession
 		return sf, nil
 	}
 	f, err := faults.Lookup(c.Fault)
@@ -192,11 +193,7 @@ func (e *faultEnv) Impair(ctx context.Context, targets []string, imp shaping.Imp
 }
 
 func (e *faultEnv) DropPort(ctx context.Context, node, proto string, port int, owner string) (faults.Undo, error) {
-	e.c.mu.Lock()
-	e.c.cuts++
-	owner = fmt.Sprintf("%s#%d", owner, e.c.cuts)
-	e.c.mu.Unlock()
-	cookie, err := e.c.Live.DropPort(ctx, node, proto, port, owner)
+	cookie, err := e.c.Live.DropPort(ctx, node, proto, port, e.c.nextOwner(owner))
 	if err != nil {
 		return nil, err
 	}

@@ -30,8 +30,9 @@ type Env interface {
 	Nodes() []string
 	// Leader returns the current leader, waiting briefly for one if there is none.
 	Leader(ctx context.Context) (string, error)
-	// Partition installs a cut; owner names its rules.
-	Partition(ctx context.Context, cut topology.Cut, owner string) (Undo, error)
+	// Partition installs cuts as one partition (its rules in one go, one heal); owner
+	// names its rules.
+	Partition(ctx context.Context, cuts []topology.Cut, owner string) (Undo, error)
 	// Kill SIGKILLs the system's process on node; Restart starts it again keeping its data.
 	Kill(ctx context.Context, node string) error
 	Restart(ctx context.Context, node string) error
@@ -92,6 +93,9 @@ type Fault interface {
 	Describe() string
 	// Steps is the fault's timeline over a run of p.Duration.
 	Steps(p Params) []Step
+	// Window is where the fault acts in a run of p.Duration (the debug prompt fires a
+	// fault now by shifting its schedule so that the window opens at once).
+	Window(p Params) (from, to time.Duration)
 	// Run executes the schedule, blocking until it is over or ctx ends, and undoes
 	// everything it did before returning, also when ctx ends early.
 	Run(ctx context.Context, env Env, p Params) error

@@ -45,13 +45,17 @@ func (f *fakeEnv) Nodes() []string   { return f.nodes }
 func (f *fakeEnv) Leader(context.Context) (string, error) {
 	return f.leader, nil
 }
-func (f *fakeEnv) Partition(_ context.Context, cut topology.Cut, owner string) (Undo, error) {
-	f.add("partition " + cut.String())
+func (f *fakeEnv) Partition(_ context.Context, cuts []topology.Cut, owner string) (Undo, error) {
+	for _, c := range cuts {
+		f.add("partition " + c.String())
+	}
 	f.mu.Lock()
 	f.cuts++
 	f.mu.Unlock()
 	return func(context.Context) error {
-		f.add("heal " + cut.String())
+		for _, c := range cuts {
+			f.add("heal " + c.String())
+		}
 		f.mu.Lock()
 		f.cuts--
 		f.mu.Unlock()

@@ -87,8 +87,7 @@ func (f builtin) Run(ctx context.Context, env Env, p Params) error {
 	return RunTimeline(ctx, env, f.steps(p), p.Duration)
 }
 
-// Window is where the fault acts in a run of p.Duration (the debug prompt fires a fault
-// now by shifting its schedule so that the window opens at once).
+// Window is where the fault acts in a run of p.Duration.
 func (f builtin) Window(p Params) (from, to time.Duration) {
 	return time.Duration(f.from * float64(p.Duration)), time.Duration(f.to * float64(p.Duration))
 }

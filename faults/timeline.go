@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -79,7 +80,7 @@ type effect struct {
 // kind groups actions by what undoes them.
 func kindOf(action string) string {
 	switch action {
-	case "kill", "stop", "kill-until-snapshot":
+	case "kill", "stop":
 		return "down"
 	case "pause":
 		return "paused"
@@ -135,9 +136,8 @@ func (t *timeline) fire(ctx, bg context.Context, label string, s Step) error {
 	case "probe":
 		return nil
 	case "shutdown":
-		s.Targets = []string{"all"}
 		s.Action = "stop"
-		return t.apply(ctx, bg, label, s)
+		return t.apply(ctx, bg, label, s, env.Servers())
 	case "heal":
 		return t.heal(ctx, label, s.Targets)
 	}
@@ -192,16 +192,11 @@ func (t *timeline) fire(ctx, bg context.Context, label string, s Step) error {
 	case "kill-until-snapshot":
 		return t.killUntilSnapshot(ctx, label, targets, s.Timeout.D())
 	}
-	s.Targets = targets
-	return t.apply(ctx, bg, label, s)
+	return t.apply(ctx, bg, label, s, targets)
 }
 
 // apply runs an undoable action on resolved targets and schedules its undo.
-func (t *timeline) apply(ctx, bg context.Context, label string, s Step) error {
-	targets, err := t.resolve(ctx, s.Targets)
-	if err != nil {
-		return err
-	}
+func (t *timeline) apply(ctx, bg context.Context, label string, s Step, targets []string) error {
 	do, detail, err := t.action(ctx, label, s, targets)
 	if err != nil {
 		return err
@@ -269,11 +264,16 @@ func (t *timeline) action(ctx context.Context, label string, s Step, targets []s
 			for _, n := range targets {
 				u, err := apply(ctx, n)
 				if err != nil {
-					e := eff(undo, targets)
+					// Undo what was applied; the caller closes the window as failed.
+					errs := []error{fmt.Errorf("%s %s: %w", s.Action, n, err)}
 					cctx, cancel := cleanupCtx()
 					defer cancel()
-					t.undo(cctx, e, "")
-					return nil, fmt.Errorf("%s %s: %w", s.Action, n, err)
+					for m, u := range undo {
+						if err := u(cctx); err != nil {
+							errs = append(errs, fmt.Errorf("undo %s %s: %w", s.Action, m, err))
+						}
+					}
+					return nil, errors.Join(errs...)
 				}
 				undo[n] = u
 			}
@@ -336,24 +336,11 @@ func (t *timeline) action(ctx context.Context, label string, s Step, targets []s
 			nodes = targets
 		}
 		return func(ctx context.Context) (*effect, error) {
-			var undos []Undo
-			all := func(ctx context.Context) error {
-				var errs []error
-				for _, u := range undos {
-					errs = append(errs, u(ctx))
-				}
-				return errors.Join(errs...)
+			u, err := env.Partition(ctx, cuts, label)
+			if err != nil {
+				return nil, err
 			}
-			for _, c := range cuts {
-				u, err := env.Partition(ctx, c, label)
-				if err != nil {
-					cctx, cancel := cleanupCtx()
-					defer cancel()
-					return nil, errors.Join(err, all(cctx))
-				}
-				undos = append(undos, u)
-			}
-			return eff(map[string]Undo{"": all}, nodes), nil
+			return eff(map[string]Undo{"": u}, nodes), nil
 		}, shape{nodes, strings.Join(texts, "; ")}, nil
 	}
 	return nil, shape{}, fmt.Errorf("action %q cannot be applied here", s.Action)
@@ -450,39 +437,42 @@ func (t *timeline) later(bg context.Context, d time.Duration, fn func(ctx contex
 	}()
 }
 
-// undo reverses an effect on node (every node when node is ""), unless something else
-// undid it first; the window closes when nothing of the effect is left.
-func (t *timeline) undo(ctx context.Context, e *effect, node string) {
-	t.mu.Lock()
-	var todo []Undo
-	var nodes []string
+// take removes e's undo for node (every node's when node is "") and reports what it took
+// and whether nothing of e is left, in which case e is no longer in place. t.mu is held.
+func (t *timeline) take(e *effect, node string) (nodes []string, todo []Undo, closed bool) {
 	for n, u := range e.undo {
 		if node == "" || n == node {
-			todo = append(todo, u)
-			nodes = append(nodes, n)
+			nodes, todo = append(nodes, n), append(todo, u)
 			delete(e.undo, n)
 		}
 	}
-	closed := len(e.undo) == 0
+	closed = len(todo) > 0 && len(e.undo) == 0
 	if closed {
 		t.active = slices.DeleteFunc(t.active, func(x *effect) bool { return x == e })
 	}
+	return nodes, todo, closed
+}
+
+// undo reverses an effect on node (every node when node is ""), unless something else
+// undid it first; the window closes when nothing of the effect is left. It reports
+// whether there was anything to undo.
+func (t *timeline) undo(ctx context.Context, e *effect, node string) bool {
+	t.mu.Lock()
+	nodes, todo, closed := t.take(e, node)
 	t.mu.Unlock()
 	if len(todo) == 0 {
-		return
+		return false
 	}
 	slices.Sort(nodes)
-	if e.label != "" {
-		verb := map[string]string{"kill": "restart", "stop": "start", "pause": "continue", "dropport": "recoverport"}[e.action]
-		if verb == "" {
-			verb = "heal"
-		}
-		who := nodes
-		if len(nodes) == 1 && nodes[0] == "" {
-			who = e.targets
-		}
-		t.record(results.EventFaultAction, e.label, verb, who, "")
+	verb := map[string]string{"kill": "restart", "stop": "start", "pause": "continue", "dropport": "recoverport"}[e.action]
+	if verb == "" {
+		verb = "heal"
 	}
+	who := nodes
+	if len(nodes) == 1 && nodes[0] == "" {
+		who = e.targets
+	}
+	t.record(results.EventFaultAction, e.label, verb, who, "")
 	for _, u := range todo {
 		if err := u(ctx); err != nil {
 			t.fail(e.label, fmt.Errorf("undo %s %v: %w", e.action, e.targets, err))
@@ -491,6 +481,7 @@ func (t *timeline) undo(ctx context.Context, e *effect, node string) {
 	if closed && e.window {
 		t.record(results.EventFaultEnd, e.label, "", e.targets, "")
 	}
+	return true
 }
 
 // closeNode forgets node in the effects of the given kinds: a later step (restart,
@@ -498,18 +489,14 @@ func (t *timeline) undo(ctx context.Context, e *effect, node string) {
 func (t *timeline) closeNode(node string, kinds ...string) {
 	t.mu.Lock()
 	var ended []*effect
-	for _, e := range t.active {
+	for _, e := range slices.Clone(t.active) {
 		if !slices.Contains(kinds, kindOf(e.action)) {
 			continue
 		}
-		if _, ok := e.undo[node]; ok {
-			delete(e.undo, node)
-			if len(e.undo) == 0 {
-				ended = append(ended, e)
-			}
+		if _, _, closed := t.take(e, node); closed {
+			ended = append(ended, e)
 		}
 	}
-	t.active = slices.DeleteFunc(t.active, func(x *effect) bool { return slices.Contains(ended, x) })
 	t.mu.Unlock()
 	for _, e := range ended {
 		if e.window {
@@ -556,9 +543,8 @@ func (t *timeline) recoverPort(ctx context.Context, targets []string, port int, 
 	found := map[string]bool{}
 	for _, e := range todo {
 		for _, n := range targets {
-			if _, ok := e.undo[n]; ok {
+			if t.undo(ctx, e, n) {
 				found[n] = true
-				t.undo(ctx, e, n)
 			}
 		}
 	}
@@ -598,7 +584,7 @@ func (t *timeline) killUntilSnapshot(ctx context.Context, label string, targets 
 			return fmt.Errorf("kill %s: %w", n, err)
 		}
 	}
-	need := slices.Max(mapValues(applied))
+	need := slices.Max(slices.Collect(maps.Values(applied)))
 	// The indexes above are as last polled; a member may have applied a little more before
 	// the kill. The leader's commit index a moment after the kill bounds it.
 	sleepUntil(ctx, env, env.Since()+500*time.Millisecond)
@@ -643,14 +629,6 @@ func (t *timeline) killUntilSnapshot(ctx context.Context, label string, targets 
 		errs = append(errs, errors.New(detail))
 	}
 	return errors.Join(errs...)
-}
-
-func mapValues[K comparable, V any](m map[K]V) []V {
-	var out []V
-	for _, v := range m {
-		out = append(out, v)
-	}
-	return out
 }
 
 // probe calls a step's probe and records its outcome.
