@@ -27,7 +27,7 @@ func init() {
 		{kind: "lossy", name: "lossy-leader", leader: true},
 		{kind: "limit", name: "bandwidth-limit-leader", leader: true},
 	} {
-		Register(builtin{name: f.name, describe: f.describe(), from: 1.0 / 3, to: 2.0 / 3, steps: f.steps})
+		RegisterFault(builtin{name: f.name, describe: f.describe(), from: 1.0 / 3, to: 2.0 / 3, steps: f.steps})
 	}
 }
 

@@ -13,63 +13,7 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/dtlab/dt/results"
-	"github.com/dtlab/dt/shaping"
-	"github.com/dtlab/dt/topology"
 )
-
-// Undo reverses one applied action.
-type Undo func(ctx context.Context) error
-
-// Env is what a fault acts through; the experiment implements it over the topology,
-// the agents and the system monitor.
-type Env interface {
-	// Servers lists the server nodes (s1..sN); Nodes lists every node.
-	Servers() []string
-	Nodes() []string
-	// Leader returns the current leader, waiting briefly for one if there is none.
-	Leader(ctx context.Context) (string, error)
-	// Partition installs cuts as one partition (its rules in one go, one heal); owner
-	// names its rules.
-	Partition(ctx context.Context, cuts []topology.Cut, owner string) (Undo, error)
-	// Kill SIGKILLs the system's process on node; Restart starts it again keeping its data.
-	Kill(ctx context.Context, node string) error
-	Restart(ctx context.Context, node string) error
-	// Pause and Continue send SIGSTOP and SIGCONT.
-	Pause(ctx context.Context, node string) error
-	Continue(ctx context.Context, node string) error
-	// Stop stops the system's process on node gracefully; Start starts it again keeping
-	// its data (nothing when it runs).
-	Stop(ctx context.Context, node string) error
-	Start(ctx context.Context, node string) error
-	// Impair adds imp to the packets to (dir "in"), from ("out") or to and from ("both")
-	// the target nodes — every path when targets is empty —, once per packet, on top of
-	// the topology's links; owner names it. The Undo removes exactly it.
-	Impair(ctx context.Context, targets []string, imp shaping.Impairment, dir, owner string) (Undo, error)
-	// DropPort drops packets from other nodes to port (proto tcp, udp, or "" for both)
-	// on node; the Undo recovers it.
-	DropPort(ctx context.Context, node, proto string, port int, owner string) (Undo, error)
-	// Backup copies node's data dir into the run directory, under a name with label,
-	// and returns where; Cleanup deletes the data dir.
-	Backup(ctx context.Context, node, label string) (string, error)
-	Cleanup(ctx context.Context, node string) error
-	// WaitHealthy waits until every running member is healthy and they agree on a leader.
-	WaitHealthy(ctx context.Context, timeout time.Duration) error
-	// AppliedIndex is the raft index node's member has applied (as last seen);
-	// CompactedIndex the index up to which its raft log is compacted: entries at or below
-	// it can reach a follower only as a snapshot (0: nothing compacted yet).
-	AppliedIndex(ctx context.Context, node string) (uint64, error)
-	CompactedIndex(ctx context.Context, node string) (uint64, error)
-	// Probe makes p's request from inside node's namespace.
-	Probe(ctx context.Context, node string, p Probe) (ProbeResult, error)
-	// Record appends an event to events.jsonl, stamping it with the current run time.
-	Record(e results.Event)
-	// Since is the time since the workload started (the fault schedule's zero).
-	Since() time.Duration
-	// Rand is the run's seeded source: the same seed picks the same targets.
-	Rand() *rand.Rand
-}
 
 // Params are the knobs of the fault schedule (reckon's flags).
 type Params struct {
@@ -103,8 +47,8 @@ type Fault interface {
 
 var registry = map[string]Fault{}
 
-// Register adds a fault; a duplicate name is a programming error.
-func Register(f Fault) {
+// RegisterFault adds a named fault; a duplicate name is a programming error.
+func RegisterFault(f Fault) {
 	if _, dup := registry[f.Name()]; dup {
 		panic("faults: duplicate fault " + f.Name())
 	}
@@ -166,38 +110,11 @@ func ValidateParams(name string, p Params, servers int) error {
 	return nil
 }
 
-// sleepUntil waits until the schedule reaches at; false when ctx ended first.
-func sleepUntil(ctx context.Context, env Env, at time.Duration) bool {
-	d := at - env.Since()
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // followers returns the servers other than leader.
 func followers(env Env, leader string) []string {
 	var out []string
 	for _, s := range env.Servers() {
 		if s != leader {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// others returns every node except n.
-func others(env Env, n string) []string {
-	var out []string
-	for _, s := range env.Nodes() {
-		if s != n {
 			out = append(out, s)
 		}
 	}

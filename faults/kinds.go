@@ -64,7 +64,7 @@ func init() {
 		if f.to == 0 {
 			f.from, f.to = 1.0/3, 2.0/3
 		}
-		Register(f)
+		RegisterFault(f)
 	}
 }
 

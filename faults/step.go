@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/dtlab/dt/shaping"
 )
 
 // Step is one entry of a fault timeline: an action on targets, at a time, optionally
@@ -46,7 +44,8 @@ type Step struct {
 	Delay     Duration   `json:"delay,omitempty" yaml:"delay"`         // delay
 	Jitter    Duration   `json:"jitter,omitempty" yaml:"jitter"`       // delay
 	Loss      float64    `json:"loss,omitempty" yaml:"loss"`           // droppkg, loss: percent
-	Rate      string     `json:"rate,omitempty" yaml:"rate"`           // limitspeed: "1mbit" (a bare number is Mbit/s)
+	Rate      string     `json:"rate,omitempty" yaml:"rate"`           // limitspeed, link: "1mbit" (a bare number is Mbit/s)
+	OneWay    bool       `json:"one_way,omitempty" yaml:"one-way"`     // partition of two groups: drop only first -> second
 	Timeout   Duration   `json:"timeout,omitempty" yaml:"timeout"`     // wait-healthy, kill-until-snapshot
 
 	// Probe is called after the step is applied; its outcome is recorded as an event.
@@ -120,76 +119,16 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return err
 }
 
-// Action describes one step action for validation, `dt faults` and errors.
-type Action struct {
-	Name     string
-	Describe string
-	// Targets: "required", "optional" or "none".
-	Targets string
-	// Fields are the argument fields the action accepts (yaml names), beyond the common
-	// ones (id, action, targets, at, after, probe).
-	Fields []string
-	// Undoable actions accept duration/every/until.
-	Undoable bool
-}
-
-// Actions lists every step action.
-var Actions = []Action{
-	{Name: "start", Describe: "start the member again on the targets (after stop or kill), keeping its data", Targets: "required"},
-	{Name: "stop", Describe: "stop the targets' members gracefully (SIGTERM); undone by start", Targets: "required", Undoable: true},
-	{Name: "kill", Describe: "SIGKILL the targets' members; undone by a restart", Targets: "required", Undoable: true},
-	{Name: "restart", Describe: "stop (if alive) and start the targets' members, keeping their data", Targets: "required"},
-	{Name: "pause", Describe: "SIGSTOP the targets' members; undone by continue", Targets: "required", Undoable: true},
-	{Name: "continue", Describe: "SIGCONT the targets' members", Targets: "required"},
-	{Name: "kill-until-snapshot", Describe: "kill the targets, keep them down until the leader has compacted its log past them (or timeout), restart them: they must catch up from a snapshot", Targets: "required", Fields: []string{"timeout"}},
-	{Name: "partition", Describe: "cut the network between groups: groups: [[a,b],[c]] or mode: random-halves | majorities-ring | bridge (of the targets, default all servers)", Targets: "optional", Fields: []string{"groups", "mode"}, Undoable: true},
-	{Name: "isolate", Describe: "cut the targets from every other node (each target alone)", Targets: "required", Undoable: true},
-	{Name: "heal", Describe: "undo every partition, isolate, port and link fault still in place (targets: @id to heal one step)", Targets: "optional"},
-	{Name: "dropport", Describe: "drop packets from other nodes to port (proto tcp|udp, default both) on the targets", Targets: "required", Fields: []string{"port", "proto"}, Undoable: true},
-	{Name: "recoverport", Describe: "undo dropport of that port on the targets", Targets: "required", Fields: []string{"port", "proto"}},
-	{Name: "droppkg", Describe: "lose loss % of the targets' packets (direction in|out|both)", Targets: "required", Fields: []string{"loss", "direction"}, Undoable: true},
-	{Name: "loss", Describe: "lose loss % of the packets to or from the targets (direction in|out|both; no targets: every path)", Targets: "optional", Fields: []string{"loss", "direction"}, Undoable: true},
-	{Name: "delay", Describe: "add delay (and jitter) to packets to or from the targets (no targets: every path)", Targets: "optional", Fields: []string{"delay", "jitter", "direction"}, Undoable: true},
-	{Name: "limitspeed", Describe: "limit the targets' packets to rate (e.g. 1mbit)", Targets: "optional", Fields: []string{"rate", "direction"}, Undoable: true},
-	{Name: "backup", Describe: "copy the targets' data dirs into the run directory", Targets: "required"},
-	{Name: "cleanup", Describe: "delete the targets' data dirs (stop them first)", Targets: "required"},
-	{Name: "shutdown", Describe: "stop every member gracefully", Targets: "none"},
-	{Name: "init", Describe: "start every member that is not running and wait for a leader", Targets: "none", Fields: []string{"timeout"}},
-	{Name: "sleep", Describe: "wait (duration) before the next step", Targets: "none", Fields: []string{"duration"}},
-	{Name: "wait-healthy", Describe: "wait until every running member is healthy and agrees on a leader (timeout, default 30s)", Targets: "none", Fields: []string{"timeout"}},
-	{Name: "probe", Describe: "only call the probe", Targets: "none"},
-}
-
-// PartitionModes are partition's generated shapes (Jepsen's nemeses).
-var PartitionModes = []string{"random-halves", "majorities-ring", "bridge"}
-
 // Selectors are the target words resolved when a step fires; "@ID" is another step's
 // resolved targets, and a node name is itself.
 var Selectors = []string{"leader", "follower", "followers", "followers(k)", "minority", "majority", "all", "random(k)", "clients", "nodes"}
-
-// LookupAction finds an action; unknown names are an error listing the valid ones.
-func LookupAction(name string) (Action, error) {
-	for _, a := range Actions {
-		if a.Name == name {
-			return a, nil
-		}
-	}
-	return Action{}, fmt.Errorf("unknown action %q: valid actions are %s", name, strings.Join(ActionNames(), ", "))
-}
-
-// ActionNames lists the actions in the order of Actions.
-func ActionNames() []string {
-	var out []string
-	for _, a := range Actions {
-		out = append(out, a.Name)
-	}
-	return out
-}
 
 // Cluster is what validation knows of the topology: node names and which are servers.
 type Cluster struct {
 	Nodes   []string
 	Servers []string
+	// Caps are the capabilities the run offers (Offers of its Env); nil: every one.
+	Caps []Capability
 }
 
 // StepError is a problem with one step; Field is its yaml field name when one is to blame.
@@ -216,7 +155,7 @@ func ValidateTimeline(steps []Step, c Cluster) error {
 	var lastAt *Duration
 	for i, s := range steps {
 		for _, err := range validateStep(s, c, ids) {
-			errs = append(errs, &StepError{Index: i, Field: err.field, Err: err.err})
+			errs = append(errs, &StepError{Index: i, Field: err.Field, Err: err.Err})
 		}
 		if s.At != nil {
 			if lastAt != nil && *s.At < *lastAt {
@@ -232,48 +171,52 @@ func ValidateTimeline(steps []Step, c Cluster) error {
 	return errors.Join(errs...)
 }
 
-type fieldErr struct {
-	field string
-	err   error
-}
-
-func validateStep(s Step, c Cluster, ids map[string]bool) []fieldErr {
-	var errs []fieldErr
-	bad := func(field, format string, a ...any) {
-		errs = append(errs, fieldErr{field, fmt.Errorf(format, a...)})
-	}
+func validateStep(s Step, c Cluster, ids map[string]bool) []FieldError {
+	var errs []FieldError
+	bad := func(field, format string, a ...any) { errs = append(errs, fieldErrorf(field, format, a...)) }
 	a, err := LookupAction(s.Action)
 	if err != nil {
-		return []fieldErr{{"action", err}}
+		return []FieldError{{"action", err}}
 	}
+	form := a.Form()
 	if s.ID != "" && ids[s.ID] {
 		bad("id", "id %q used twice", s.ID)
 	}
 	if s.ID != "" && strings.ContainsAny(s.ID, "@ \t,()") {
 		bad("id", "id %q: use letters, digits, '-' and '_'", s.ID)
 	}
+	if miss := c.missing(form.Needs); len(miss) > 0 {
+		bad("action", "%v", needError(s.Action, miss))
+	}
 	switch {
-	case a.Targets == "none" && len(s.Targets) > 0:
-		bad("targets", "%s takes no targets", a.Name)
-	case a.Targets == "required" && len(s.Targets) == 0:
-		bad("targets", "%s needs targets: node names or %s", a.Name, strings.Join(Selectors, ", "))
+	case form.Targets == TargetsNone && len(s.Targets) > 0:
+		bad("targets", "%s takes no targets", a.Name())
+	case form.Targets == TargetsRequired && len(s.Targets) == 0:
+		bad("targets", "%s needs targets: node names or %s", a.Name(), strings.Join(Selectors, ", "))
 	}
 	for _, t := range s.Targets {
 		if err := checkSelector(t, c, ids); err != nil {
 			bad("targets", "%v", err)
 		}
 	}
-	used := s.usedFields()
-	for _, f := range used {
-		if !slices.Contains(a.Fields, f) && !(a.Undoable && (f == "duration" || f == "every" || f == "until")) {
-			valid := append([]string{}, a.Fields...)
-			if a.Undoable {
+	for _, g := range s.Groups {
+		for _, t := range g {
+			if err := checkSelector(t, c, ids); err != nil {
+				bad("groups", "%v", err)
+			}
+		}
+	}
+	undoable := IsUndoable(a)
+	for _, f := range s.usedFields() {
+		if !slices.Contains(form.Fields, f) && !(undoable && (f == "duration" || f == "every" || f == "until")) {
+			valid := slices.Clone(form.Fields)
+			if undoable {
 				valid = append(valid, "duration", "every", "until")
 			}
 			if len(valid) == 0 {
-				bad(f, "%s takes no %s (it takes only id, targets, at, after, probe)", a.Name, f)
+				bad(f, "%s takes no %s (it takes only id, targets, at, after, probe)", a.Name(), f)
 			} else {
-				bad(f, "%s takes no %s; it takes %s", a.Name, f, strings.Join(valid, ", "))
+				bad(f, "%s takes no %s; it takes %s", a.Name(), f, strings.Join(valid, ", "))
 			}
 		}
 	}
@@ -290,62 +233,8 @@ func validateStep(s Step, c Cluster, ids map[string]bool) []fieldErr {
 	} else if s.Until != 0 {
 		bad("until", "until is only for a step that repeats (every)")
 	}
-	if a.Name == "sleep" && s.For == 0 {
-		bad("duration", "sleep needs a duration")
-	}
-	switch a.Name {
-	case "partition":
-		if (len(s.Groups) == 0) == (s.Mode == "") {
-			bad("groups", "partition needs groups: [[a,b],[c]] or mode: %s (one of them)", strings.Join(PartitionModes, " | "))
-		}
-		if s.Mode != "" && !slices.Contains(PartitionModes, s.Mode) {
-			bad("mode", "unknown mode %q: valid are %s", s.Mode, strings.Join(PartitionModes, ", "))
-		}
-		if len(s.Groups) > 0 && len(s.Targets) > 0 {
-			bad("targets", "partition with groups takes its nodes from the groups, not targets")
-		}
-		if len(s.Groups) == 1 {
-			bad("groups", "partition needs at least two groups")
-		}
-		for _, g := range s.Groups {
-			if len(g) == 0 {
-				bad("groups", "a group is empty")
-			}
-			for _, t := range g {
-				if err := checkSelector(t, c, ids); err != nil {
-					bad("groups", "%v", err)
-				}
-			}
-		}
-	case "dropport", "recoverport":
-		if s.Port < 1 || s.Port > 65535 {
-			bad("port", "port %d: want 1..65535", s.Port)
-		}
-		if s.Proto != "" && s.Proto != "tcp" && s.Proto != "udp" {
-			bad("proto", "proto %q: valid are tcp, udp (empty: both)", s.Proto)
-		}
-	case "droppkg", "loss":
-		if s.Loss <= 0 || s.Loss > 100 {
-			bad("loss", "loss %g: want a percentage in (0, 100]", s.Loss)
-		}
-	case "delay":
-		if s.Delay <= 0 || s.Delay.D() > shaping.MaxDelay {
-			bad("delay", "delay %v: want (0, %v]", s.Delay, shaping.MaxDelay)
-		}
-		if s.Jitter.D() > shaping.MaxDelay {
-			bad("jitter", "jitter %v: want at most %v", s.Jitter, shaping.MaxDelay)
-		}
-	case "limitspeed":
-		if s.Rate == "" {
-			bad("rate", "limitspeed needs rate (e.g. 1mbit, 500kbit)")
-		} else if r, err := shaping.ParseRate(s.Rate, 1e6); err != nil {
-			bad("rate", "%v", err)
-		} else if r < shaping.MinRate {
-			bad("rate", "rate %s: want at least %d bit/s", s.Rate, shaping.MinRate)
-		}
-	}
-	if s.Direction != "" && s.Direction != "in" && s.Direction != "out" && s.Direction != "both" {
-		bad("direction", "direction %q: valid are in, out, both", s.Direction)
+	if ch, ok := a.(Checker); ok {
+		errs = append(errs, ch.Check(s, c)...)
 	}
 	if p := s.Probe; p != nil {
 		if !strings.HasPrefix(p.URL, "http://") && !strings.HasPrefix(p.URL, "https://") {
@@ -354,8 +243,9 @@ func validateStep(s Step, c Cluster, ids map[string]bool) []fieldErr {
 		if p.From != "" && !slices.Contains(c.Nodes, p.From) {
 			bad("probe", "probe from %q: unknown node; nodes are %s", p.From, strings.Join(c.Nodes, ", "))
 		}
-	} else if a.Name == "probe" {
-		bad("probe", "a probe step needs probe: {url: ...}")
+		if miss := c.missing([]Capability{CapProbe}); len(miss) > 0 {
+			bad("probe", "%v", needError("a probe", miss))
+		}
 	}
 	return errs
 }
@@ -381,6 +271,7 @@ func (s Step) usedFields() []string {
 	add(s.Loss != 0, "loss")
 	add(s.Rate != "", "rate")
 	add(s.Timeout != 0, "timeout")
+	add(s.OneWay, "one-way")
 	return f
 }
 
@@ -394,6 +285,10 @@ func checkSelector(t string, c Cluster, ids map[string]bool) error {
 	}
 	if slices.Contains(c.Nodes, t) {
 		return nil
+	}
+	leaderBased := t == "leader" || t == "follower" || t == "followers" || strings.HasPrefix(t, "followers(")
+	if miss := c.missing([]Capability{CapClusterView}); leaderBased && len(miss) > 0 {
+		return needError("target "+t, miss)
 	}
 	switch t {
 	case "leader", "follower", "followers", "minority", "majority", "all", "clients", "nodes":

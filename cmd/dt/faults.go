@@ -21,9 +21,15 @@ func newFaultsCmd() *cobra.Command {
 				f, _ := faults.Lookup(n)
 				fmt.Fprintf(w, "  %s\t%s\n", n, f.Describe())
 			}
-			fmt.Fprintln(w, "\nStep actions (scenario files, dt run -f; see examples/scenarios/):")
-			for _, a := range faults.Actions {
-				fmt.Fprintf(w, "  %s\t%s\n", a.Name, a.Describe)
+			fmt.Fprintln(w, "\nStep actions (scenario files, dt run -f, the prompt; see examples/scenarios/):")
+			fmt.Fprintln(w, "  action\tfields\tneeds\twhat it does")
+			for _, n := range faults.ActionNames() {
+				a, _ := faults.LookupAction(n)
+				var needs []string
+				for _, c := range a.Form().Needs {
+					needs = append(needs, string(c))
+				}
+				fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", n, orDash(strings.Join(faults.AcceptedFields(a), ",")), orDash(strings.Join(needs, ",")), a.Describe())
 			}
 			fmt.Fprintf(w, "\nTargets: node names, @ID (an earlier step's targets), or selectors resolved when the step fires:\n  %s\n",
 				strings.Join(faults.Selectors, ", "))
@@ -32,4 +38,11 @@ func newFaultsCmd() *cobra.Command {
 			return w.Flush()
 		},
 	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
