@@ -1,7 +1,7 @@
 package experiment
 
-// What the debug shell (package shell) needs on top of Start: faults fired now instead of
-// on a run's schedule, the workload started, stopped and re-rated on demand, a member
+// What the debug shell (package shell) needs on top of Start (its fault engine is in
+// faultenv.go): the workload started, stopped and re-rated on demand, a member
 // stopped gracefully, and a few read-only views. Nothing here changes how Run works.
 
 import (
@@ -9,71 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dtlab/dt/agent"
-	"github.com/dtlab/dt/faults"
 	"github.com/dtlab/dt/results"
 	"github.com/dtlab/dt/workloads"
 )
-
-// RunFault fires the registered fault name now, compressed: its schedule is shifted so
-// that its active window opens at once and lasts window (the schedule's T is chosen to
-// make it so; p.Duration is ignored). It blocks until the fault is over, and when ctx
-// ends early the fault undoes what it did before RunFault returns. onEvent, if not nil,
-// sees every event the fault records, after it is written to events.jsonl.
-func (c *Cluster) RunFault(ctx context.Context, name string, window time.Duration, p faults.Params, onEvent func(results.Event)) error {
-	f, err := faults.Lookup(name)
-	if err != nil {
-		return err
-	}
-	if window <= 0 {
-		return fmt.Errorf("fault %s: window %v must be positive", name, window)
-	}
-	// Ask for the window of a unit schedule and scale it.
-	unit := p
-	unit.Duration = time.Hour
-	a, b := f.Window(unit)
-	from, to := a.Hours(), b.Hours()
-	if to <= from {
-		return fmt.Errorf("fault %s: empty window [%g·T, %g·T]", name, from, to)
-	}
-	p.Duration = time.Duration(float64(window) / (to - from))
-	if err := faults.ValidateParams(name, p, len(c.Members.Members)); err != nil {
-		return fmt.Errorf("fault %s: %w", name, err)
-	}
-	lead := time.Duration(from * float64(p.Duration))
-	env := &nowEnv{
-		faultEnv: &faultEnv{c: c, start: time.Now().Add(-lead)},
-		onEvent:  onEvent,
-		// Each fault fired gets its own stream of the run's seed.
-		rng: rand.New(rand.NewPCG(uint64(c.Cfg.Seed), 0x64740000+faultRuns.Add(1))),
-	}
-	return f.Run(ctx, env, p)
-}
-
-// faultRuns numbers the faults fired with RunFault.
-var faultRuns atomic.Uint64
-
-// nowEnv is the faults.Env of a fault fired from the shell: its own random source (faults
-// may run concurrently there, and a rand.Rand is not safe for that) and an event hook.
-type nowEnv struct {
-	*faultEnv
-	onEvent func(results.Event)
-	rng     *rand.Rand
-}
-
-func (e *nowEnv) Rand() *rand.Rand { return e.rng }
-
-func (e *nowEnv) Record(ev results.Event) {
-	e.faultEnv.Record(ev)
-	if e.onEvent != nil {
-		e.onEvent(ev)
-	}
-}
 
 // Stop stops a server's member gracefully: SIGTERM, then SIGKILL after grace.
 func (c *Cluster) Stop(ctx context.Context, node string, grace time.Duration) error {

@@ -57,7 +57,6 @@ type Cluster struct {
 	exe     string              // the dt binary the agents run ("" = this executable)
 	onEvent func(results.Event) // tests: sees each event once it is written, in the recording goroutine
 	mu      sync.Mutex
-	cuts    int
 	closed  bool
 }
 

@@ -4,16 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/dtlab/dt/faults"
 	"github.com/dtlab/dt/results"
-	"github.com/dtlab/dt/shaping"
-	"github.com/dtlab/dt/topology"
 )
 
 // runSchedule drives the workload on every client and the fault schedule in parallel,
@@ -21,7 +17,7 @@ import (
 func (c *Cluster) runSchedule(ctx context.Context, o Options) error {
 	stats := newLiveStats()
 	workStart := time.Now()
-	env := &faultEnv{c: c, start: workStart}
+	env := c.newFaultEnv(workStart)
 	c.Record(results.Event{Type: results.EventWorkloadStart})
 
 	// The workload runs on its own context: on Ctrl-C the agents are asked to stop their
@@ -61,7 +57,7 @@ func (c *Cluster) runSchedule(ctx context.Context, o Options) error {
 	go func() {
 		defer close(faultDone)
 		// A failing step is recorded as an error event by the timeline itself.
-		if err := faults.RunTimeline(ctx, env, c.steps, secs(c.Cfg.Duration)); err != nil {
+		if err := faults.NewEngine(env).Run(ctx, c.steps, secs(c.Cfg.Duration)); err != nil {
 			fail(fmt.Errorf("fault %s: %w", c.Cfg.Fault, err))
 		}
 	}()
@@ -146,108 +142,6 @@ func (s *liveStats) lastSecond() (float64, float64) {
 	l := slices.Clone(s.lats)
 	slices.Sort(l)
 	return float64(len(l)), l[(len(l)*99)/100]
-}
-
-// faultEnv is how faults act on this cluster.
-type faultEnv struct {
-	c     *Cluster
-	start time.Time
-	mu    sync.Mutex
-	open  []string          // the fault windows open now, in order, for the progress line
-	doing map[string]string // what each open window did last
-}
-
-func (e *faultEnv) current() string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if len(e.open) == 0 {
-		return "-"
-	}
-	var parts []string
-	for _, w := range e.open {
-		parts = append(parts, e.doing[w])
-	}
-	return strings.Join(parts, "; ")
-}
-
-func (e *faultEnv) Servers() []string {
-	var out []string
-	for _, m := range e.c.Members.Members {
-		out = append(out, m.Name)
-	}
-	return out
-}
-
-func (e *faultEnv) Nodes() []string { return e.c.Live.Spec.NodeNames() }
-
-func (e *faultEnv) Leader(ctx context.Context) (string, error) {
-	return e.c.Monitor.waitLeader(ctx, 15*time.Second)
-}
-
-func (e *faultEnv) Partition(ctx context.Context, cuts []topology.Cut, owner string) (faults.Undo, error) {
-	return e.c.Partition(ctx, cuts, owner)
-}
-
-func (e *faultEnv) Kill(ctx context.Context, node string) error     { return e.c.Kill(ctx, node) }
-func (e *faultEnv) Restart(ctx context.Context, node string) error  { return e.c.Restart(ctx, node) }
-func (e *faultEnv) Pause(ctx context.Context, node string) error    { return e.c.Pause(ctx, node) }
-func (e *faultEnv) Continue(ctx context.Context, node string) error { return e.c.Continue(ctx, node) }
-func (e *faultEnv) Since() time.Duration                            { return time.Since(e.start) }
-func (e *faultEnv) Rand() *rand.Rand                                { return e.c.rng }
-
-func (e *faultEnv) Record(ev results.Event) {
-	e.mu.Lock()
-	if e.doing == nil {
-		e.doing = map[string]string{}
-	}
-	what := strings.TrimSpace(fmt.Sprintf("%s %s %s", ev.Fault, ev.Action, strings.Join(ev.Targets, ",")))
-	switch ev.Type {
-	case results.EventFaultStart:
-		e.open = append(e.open, ev.Fault)
-		e.doing[ev.Fault] = what
-	case results.EventFaultAction:
-		if _, open := e.doing[ev.Fault]; open { // an instant step has no window to show
-			e.doing[ev.Fault] = what
-		}
-	case results.EventFaultEnd:
-		if k := slices.Index(e.open, ev.Fault); k >= 0 {
-			e.open = slices.Delete(e.open, k, k+1)
-		}
-		if !slices.Contains(e.open, ev.Fault) {
-			delete(e.doing, ev.Fault)
-		}
-	}
-	e.mu.Unlock()
-	e.c.Record(ev)
-}
-
-// nextOwner numbers owner: every fault instance of the run owns its own rules or layer,
-// so that overlapping instances of one step heal on their own.
-func (c *Cluster) nextOwner(owner string) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.cuts++
-	return fmt.Sprintf("%s#%d", owner, c.cuts)
-}
-
-// Partition installs cuts as one partition with its own cookie and returns its heal.
-func (c *Cluster) Partition(ctx context.Context, cuts []topology.Cut, owner string) (faults.Undo, error) {
-	cookie, err := c.Live.PartitionCuts(ctx, cuts, c.nextOwner(owner))
-	if err != nil {
-		return nil, err
-	}
-	return func(ctx context.Context) error { return c.Live.Heal(ctx, cookie) }, nil
-}
-
-// Impair adds imp to the packets to (dir "in"), from ("out") or to and from ("both")
-// targets (all paths when targets is empty), through the agents, under a layer of its
-// own, and returns its removal.
-func (c *Cluster) Impair(ctx context.Context, targets []string, imp shaping.Impairment, dir, owner string) (faults.Undo, error) {
-	undo, err := c.Live.ImpairDirection(ctx, targets, imp, dir, c.nextOwner(owner))
-	if err != nil {
-		return nil, err
-	}
-	return faults.Undo(undo), nil
 }
 
 func (c *Cluster) agentOf(node string) (*agentHandle, error) {

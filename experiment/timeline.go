@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/dtlab/dt/agent"
 	"github.com/dtlab/dt/faults"
-	"github.com/dtlab/dt/shaping"
 	"github.com/dtlab/dt/systems"
 	"github.com/dtlab/dt/topology"
 )
@@ -170,162 +168,4 @@ func (c *Cluster) startProcesses(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func (e *faultEnv) Stop(ctx context.Context, node string) error {
-	return e.c.Stop(ctx, node, agent.DefaultGrace)
-}
-
-// Start starts a server's member again with its data, unless it runs.
-func (e *faultEnv) Start(ctx context.Context, node string) error {
-	i, err := e.c.memberIndex(node)
-	if err != nil {
-		return err
-	}
-	if st, err := e.c.Agents[node].Client().Status(ctx, procName); err == nil && st.Alive() {
-		return nil
-	}
-	return e.c.startMember(ctx, i, true)
-}
-
-func (e *faultEnv) Impair(ctx context.Context, targets []string, imp shaping.Impairment, dir, owner string) (faults.Undo, error) {
-	return e.c.Impair(ctx, targets, imp, dir, owner)
-}
-
-func (e *faultEnv) DropPort(ctx context.Context, node, proto string, port int, owner string) (faults.Undo, error) {
-	cookie, err := e.c.Live.DropPort(ctx, node, proto, port, e.c.nextOwner(owner))
-	if err != nil {
-		return nil, err
-	}
-	return func(ctx context.Context) error { return e.c.Live.Heal(ctx, cookie) }, nil
-}
-
-// dataDir is a server's data directory.
-func (c *Cluster) dataDir(node string) (string, error) {
-	i, err := c.memberIndex(node)
-	if err != nil {
-		return "", err
-	}
-	d := c.Sys.MemberCommand(c.Members, i, true).DataDir
-	if d == "" {
-		return "", fmt.Errorf("%s keeps no data dir", c.Cfg.System)
-	}
-	return d, nil
-}
-
-// Backup copies a member's data dir to <run dir>/backups/<label>/<node>, as it is on
-// disk at that moment (stop the member first for a consistent copy).
-func (e *faultEnv) Backup(ctx context.Context, node, label string) (string, error) {
-	src, err := e.c.dataDir(node)
-	if err != nil {
-		return "", err
-	}
-	dst := filepath.Join(e.c.RunDir, "backups", label, node)
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return "", err
-	}
-	if out, err := exec.CommandContext(ctx, "cp", "-a", src, dst).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("cp -a %s %s: %v: %s", src, dst, err, strings.TrimSpace(string(out)))
-	}
-	rel, _ := filepath.Rel(e.c.RunDir, dst)
-	return rel, nil
-}
-
-// Cleanup deletes a member's data dir through its agent.
-func (e *faultEnv) Cleanup(ctx context.Context, node string) error {
-	d, err := e.c.dataDir(node)
-	if err != nil {
-		return err
-	}
-	return e.c.Agents[node].Client().CleanDir(ctx, d)
-}
-
-// WaitHealthy waits until every member whose process runs is healthy and all of them
-// name the same leader.
-func (e *faultEnv) WaitHealthy(ctx context.Context, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		bad := e.unhealthy(ctx)
-		if bad == "" {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not healthy within %v: %s", timeout, bad)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// unhealthy says what keeps the running members from being healthy; "" if nothing.
-func (e *faultEnv) unhealthy(ctx context.Context) string {
-	leaders := map[string]bool{}
-	running := 0
-	for _, st := range e.c.Monitor.Statuses() {
-		ps, err := e.c.Agents[st.Member].Client().Status(ctx, procName)
-		if err != nil || !ps.Alive() {
-			continue
-		}
-		running++
-		if ps.State == agent.StatePaused {
-			return st.Member + " is paused"
-		}
-		if !st.Healthy {
-			return fmt.Sprintf("%s: %s", st.Member, st.Error)
-		}
-		leaders[st.LeaderID] = true
-	}
-	switch {
-	case running == 0:
-		return "no member runs"
-	case len(leaders) != 1:
-		return fmt.Sprintf("members disagree on the leader (%d views)", len(leaders))
-	}
-	return ""
-}
-
-func (e *faultEnv) AppliedIndex(ctx context.Context, node string) (uint64, error) {
-	for _, st := range e.c.Monitor.Statuses() {
-		if st.Member == node {
-			if st.Index == 0 {
-				return 0, fmt.Errorf("%s has reported no index yet", node)
-			}
-			return st.Index, nil
-		}
-	}
-	return 0, fmt.Errorf("%q is not a member", node)
-}
-
-// CompactedIndex is the newest snapshot's index minus the entries the system keeps after
-// it for slow followers (etcd: 5000).
-func (e *faultEnv) CompactedIndex(ctx context.Context, node string) (uint64, error) {
-	sn, ok := e.c.Sys.(systems.Snapshotter)
-	if !ok {
-		return 0, fmt.Errorf("%s: cannot read snapshots", e.c.Cfg.System)
-	}
-	d, err := e.c.dataDir(node)
-	if err != nil {
-		return 0, err
-	}
-	i, err := sn.SnapshotIndex(d)
-	if err != nil || i <= sn.CatchUpEntries() {
-		return 0, err
-	}
-	return i - sn.CatchUpEntries(), nil
-}
-
-// Probe makes the request from inside node's namespace, through its agent.
-func (e *faultEnv) Probe(ctx context.Context, node string, p faults.Probe) (faults.ProbeResult, error) {
-	a, ok := e.c.Agents[node]
-	if !ok {
-		return faults.ProbeResult{}, fmt.Errorf("probe from %q: unknown node", node)
-	}
-	r, err := a.Client().Probe(ctx, agent.ProbeRequest{URL: p.URL, Timeout: p.Timeout.D()})
-	if err != nil {
-		return faults.ProbeResult{}, err
-	}
-	return faults.ProbeResult{Status: r.Status, Body: r.Body, Error: r.Error, Seconds: r.Seconds}, nil
 }

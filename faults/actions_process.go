@@ -16,13 +16,13 @@ import (
 func init() {
 	Register(upAction{name: "start", describe: "start the member again on the targets (after stop or kill), keeping its data",
 		do: Processes.Start, ends: []Kind{KindDown, KindPaused}})
-	Register(downAction{name: "stop", describe: "stop the targets' members gracefully (SIGTERM); undone by start", kind: KindDown, verb: "start",
+	Register(downAction{name: "stop", random: true, describe: "stop the targets' members gracefully (SIGTERM); undone by start", kind: KindDown, verb: "start",
 		do: Processes.Stop, undo: Processes.Start})
-	Register(downAction{name: "kill", describe: "SIGKILL the targets' members; undone by a restart", kind: KindDown, verb: "restart",
+	Register(downAction{name: "kill", random: true, describe: "SIGKILL the targets' members; undone by a restart", kind: KindDown, verb: "restart",
 		do: Processes.Kill, undo: Processes.Restart})
-	Register(upAction{name: "restart", describe: "stop (if alive) and start the targets' members, keeping their data",
+	Register(upAction{name: "restart", random: true, describe: "stop (if alive) and start the targets' members, keeping their data",
 		do: Processes.Restart, ends: []Kind{KindDown, KindPaused}})
-	Register(downAction{name: "pause", describe: "SIGSTOP the targets' members; undone by continue", kind: KindPaused, verb: "continue",
+	Register(downAction{name: "pause", random: true, describe: "SIGSTOP the targets' members; undone by continue", kind: KindPaused, verb: "continue",
 		do: Processes.Pause, undo: Processes.Continue})
 	Register(upAction{name: "continue", describe: "SIGCONT the targets' members",
 		do: Processes.Continue, ends: []Kind{KindPaused}})
@@ -38,6 +38,7 @@ type downAction struct {
 	kind           Kind
 	verb           string
 	all            bool // every server, no targets
+	random         bool // drawn by random schedules
 	do, undo       func(Processes, context.Context, string) error
 }
 
@@ -72,6 +73,7 @@ type upAction struct {
 	name, describe string
 	do             func(Processes, context.Context, string) error
 	ends           []Kind
+	random         bool // drawn by random schedules
 }
 
 func (a upAction) Name() string     { return a.name }
@@ -86,8 +88,22 @@ func (a upAction) Run(ctx context.Context, call *Call) error {
 		return err
 	}
 	call.Record(results.EventFaultAction, a.name, call.Targets, "")
+	down := call.sc.eng.Down()
 	for _, n := range call.Targets {
-		if err := a.do(p, ctx, n); err != nil {
+		// Restarting a member that runs is a disruption of its own: a window around it.
+		window := a.name == "restart" && down[n] == ""
+		if window {
+			call.Record(results.EventFaultStart, a.name, []string{n}, "the member was running")
+		}
+		err := a.do(p, ctx, n)
+		if window {
+			detail := ""
+			if err != nil {
+				detail = "failed: " + err.Error()
+			}
+			call.Record(results.EventFaultEnd, a.name, []string{n}, detail)
+		}
+		if err != nil {
 			return fmt.Errorf("%s %s: %w", a.name, n, err)
 		}
 		call.Ended(n, a.ends...)

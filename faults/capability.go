@@ -122,6 +122,12 @@ var describeCapability = map[Capability]string{
 	CapProbe:       "agents in the nodes",
 }
 
+// Narrower is an Env that offers less than its methods say (a topology without agents
+// cannot probe; a system that does not report its leader has no cluster view).
+type Narrower interface {
+	Capabilities() []Capability
+}
+
 // Offers lists the capabilities env offers.
 func Offers(env Env) []Capability {
 	var out []Capability
@@ -129,6 +135,10 @@ func Offers(env Env) []Capability {
 		if offers(env, c) {
 			out = append(out, c)
 		}
+	}
+	if n, ok := env.(Narrower); ok {
+		allowed := n.Capabilities()
+		out = slices.DeleteFunc(out, func(c Capability) bool { return !slices.Contains(allowed, c) })
 	}
 	return out
 }

@@ -61,7 +61,12 @@ func (e *Engine) Run(ctx context.Context, steps []Step, end time.Duration) error
 // RunFrom runs a timeline as Run does on a clock that reads now at the call: the debug
 // prompt fires a named fault with its schedule shifted so that its window opens at once.
 func (e *Engine) RunFrom(ctx context.Context, steps []Step, end, now time.Duration) error {
+	return e.runFrom(ctx, steps, end, now, nil)
+}
+
+func (e *Engine) runFrom(ctx context.Context, steps []Step, end, now time.Duration, notify func(results.Event)) error {
 	sc := e.newScope(e.env.Since() - now)
+	sc.notify = notify
 	defer sc.close()
 	var last time.Duration
 	for i, s := range steps {
@@ -108,6 +113,9 @@ func (s *Session) Validate(st Step) error {
 		ids[id] = true
 	}
 	s.sc.mu.Unlock()
+	for _, e := range s.sc.eng.Active() { // the prompt heals effects by their labels
+		ids[e.Label] = true
+	}
 	var errs []error
 	for _, fe := range validateStep(st, s.sc.eng.Cluster(), ids) {
 		if fe.Field != "" {
@@ -132,7 +140,7 @@ func (s *Session) Fire(ctx context.Context, label string, st Step) error {
 	if label == "" {
 		label = st.Action
 	}
-	return s.sc.step(ctx, st.Action, label, st)
+	return s.sc.step(ctx, label, label, st)
 }
 
 // Resolve turns node names and selectors into node names, as a step's targets are.
@@ -208,6 +216,8 @@ type scope struct {
 	cancelBg context.CancelFunc
 	wg       sync.WaitGroup
 
+	notify func(results.Event) // sees every event the scope records, if set
+
 	mu       sync.Mutex
 	resolved map[string][]string // step id -> its resolved targets
 	errs     []error
@@ -265,7 +275,15 @@ func (sc *scope) fail(label string, err error) {
 	sc.mu.Lock()
 	sc.errs = append(sc.errs, err)
 	sc.mu.Unlock()
-	sc.env().Record(results.Event{Type: results.EventError, Fault: label, Detail: err.Error()})
+	sc.emit(results.Event{Type: results.EventError, Fault: label, Detail: err.Error()})
+}
+
+// emit records an event and shows it to the scope's observer.
+func (sc *scope) emit(e results.Event) {
+	sc.env().Record(e)
+	if sc.notify != nil {
+		sc.notify(e)
+	}
 }
 
 func (sc *scope) err() error {
@@ -275,7 +293,7 @@ func (sc *scope) err() error {
 }
 
 func (sc *scope) record(typ, label, action string, targets []string, detail string) {
-	sc.env().Record(results.Event{Type: typ, Fault: label, Action: action, Targets: targets, Detail: detail})
+	sc.emit(results.Event{Type: typ, Fault: label, Action: action, Targets: targets, Detail: detail})
 }
 
 // fire runs one step.
@@ -534,7 +552,7 @@ func (sc *scope) probe(ctx context.Context, label string, p Probe) {
 	}
 	out := ProbeOutcome{URL: p.URL, OK: r.OK(), ProbeResult: r}
 	b, _ := json.Marshal(out)
-	env.Record(results.Event{Type: results.EventProbe, Fault: label, Node: from, Detail: string(b)})
+	sc.emit(results.Event{Type: results.EventProbe, Fault: label, Node: from, Detail: string(b)})
 }
 
 // ProbeOutcome is the Detail of a probe event (JSON).

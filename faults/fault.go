@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/dtlab/dt/results"
 )
 
 // Params are the knobs of the fault schedule (reckon's flags).
@@ -137,4 +139,37 @@ func pick(r *rand.Rand, from []string, k int) []string {
 // has been cancelled (Ctrl-C).
 func cleanupCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 30*time.Second)
+}
+
+// RunNow fires the named fault now on e, compressed: its schedule is shifted so that its
+// active window opens at once and lasts window (the schedule's T is chosen to make it
+// so; p.Duration is ignored). Its steps are validated against e's nodes and capabilities
+// first. It blocks until the fault is over; when ctx ends early the fault undoes what it
+// did before RunNow returns. notify, if not nil, sees every event the fault records.
+func (e *Engine) RunNow(ctx context.Context, name string, window time.Duration, p Params, notify func(results.Event)) error {
+	f, err := Lookup(name)
+	if err != nil {
+		return err
+	}
+	if window <= 0 {
+		return fmt.Errorf("fault %s: window %v must be positive", name, window)
+	}
+	// Ask for the window of a unit schedule and scale it.
+	unit := p
+	unit.Duration = time.Hour
+	a, b := f.Window(unit)
+	from, to := a.Hours(), b.Hours()
+	if to <= from {
+		return fmt.Errorf("fault %s: empty window [%g·T, %g·T]", name, from, to)
+	}
+	p.Duration = time.Duration(float64(window) / (to - from))
+	if err := ValidateParams(name, p, len(e.env.Servers())); err != nil {
+		return fmt.Errorf("fault %s: %w", name, err)
+	}
+	steps := f.Steps(p)
+	if err := ValidateTimeline(steps, e.Cluster()); err != nil {
+		return fmt.Errorf("fault %s: %w", name, err)
+	}
+	lead := time.Duration(from * float64(p.Duration))
+	return e.runFrom(ctx, steps, p.Duration, lead, notify)
 }

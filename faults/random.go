@@ -29,15 +29,32 @@ type RandomOptions struct {
 	ClientPort int
 }
 
-// randomKinds are the kinds RandomSchedule draws, in the order of RandomKinds; process
-// kinds stop a member from serving (see RandomSchedule for the rule they follow).
-var randomKinds = []struct {
-	name    string
-	process bool
-}{
-	{"kill", true}, {"pause", true}, {"stop", true}, {"restart", true},
-	{"partition", false}, {"isolate", false}, {"delay", false}, {"loss", false}, {"dropport", false},
+// RandomKind is an action that seeded random schedules can draw (--schedule random).
+// An action that needs CapProcesses is a process kind: it takes a member out of
+// service, and RandomSchedule draws it only where a majority stays free of them.
+type RandomKind interface {
+	Action
+	// Draw fills in the targets and amounts of s, whose ID, Action, At and For are set
+	// (Draw may set For to 0 for an instantaneous kind), from d.
+	Draw(s *Step, d RandomDraw)
+	// Unsupported says why the kind cannot be drawn with o ("" when it can).
+	Unsupported(o RandomOptions) string
+	// Drawn says whether random schedules draw this action at all (a type may serve
+	// several actions, only some of them drawn).
+	Drawn() bool
 }
+
+// RandomDraw is what a RandomKind draws from: the seeded source, the servers, those free
+// of process faults at the step's time, and the options.
+type RandomDraw struct {
+	Rand    *rand.Rand
+	Servers []string
+	Free    []string
+	Options RandomOptions
+}
+
+// One picks one server.
+func (d RandomDraw) One() []string { return []string{d.Servers[d.Rand.IntN(len(d.Servers))]} }
 
 const (
 	// randomMinFault is the shortest fault, and randomEndMargin how long before the end of
@@ -55,22 +72,21 @@ const (
 	randomStream = 0x64742d72616e646f // "dt-rando"
 )
 
-// RandomKinds lists the fault kinds RandomSchedule can draw.
+// RandomKinds lists the fault kinds RandomSchedule can draw: the registered actions
+// that are RandomKinds, in the order of ActionNames.
 func RandomKinds() []string {
 	var out []string
-	for _, k := range randomKinds {
-		out = append(out, k.name)
+	for _, n := range ActionNames() {
+		if k, ok := actions[n].(RandomKind); ok && k.Drawn() {
+			out = append(out, n)
+		}
 	}
 	return out
 }
 
 func isProcessKind(kind string) bool {
-	for _, k := range randomKinds {
-		if k.name == kind {
-			return k.process
-		}
-	}
-	return false
+	a, ok := actions[kind]
+	return ok && slices.Contains(a.Form().Needs, CapProcesses)
 }
 
 // randomWindow is when a server is under a process fault: [from, to).
@@ -147,36 +163,9 @@ func RandomSchedule(o RandomOptions) ([]Step, error) {
 
 		atD := Duration(at)
 		s := Step{ID: fmt.Sprintf("r%d-%s", len(steps)+1, kind), Action: kind, At: &atD, For: Duration(d)}
-		one := func() []string { return []string{servers[rng.IntN(len(servers))]} }
-		switch kind {
-		case "kill", "pause", "stop", "restart":
-			target := free[rng.IntN(len(free))]
-			s.Targets = []string{target}
-			end := at + d + randomSettle
-			if kind == "restart" {
-				s.For = 0 // instantaneous
-				end = at + randomSettle
-			}
-			windows = append(windows, randomWindow{target, at, end})
-		case "partition":
-			c := append([]string(nil), servers...)
-			rng.Shuffle(len(c), func(i, j int) { c[i], c[j] = c[j], c[i] })
-			a, b := c[:len(c)/2], c[len(c)/2:]
-			slices.Sort(a)
-			slices.Sort(b)
-			s.Groups = [][]string{a, b}
-		case "isolate":
-			s.Targets = one()
-		case "delay":
-			s.Targets = one()
-			s.Delay = Duration(time.Duration(2+rng.IntN(19)) * 10 * time.Millisecond)
-		case "loss":
-			s.Targets = one()
-			s.Loss = float64(5 * (1 + rng.IntN(10)))
-		case "dropport":
-			s.Targets = one()
-			s.Port = o.ClientPort
-			s.Proto = "tcp"
+		actions[kind].(RandomKind).Draw(&s, RandomDraw{Rand: rng, Servers: servers, Free: free, Options: o})
+		if isProcessKind(kind) {
+			windows = append(windows, randomWindow{s.Targets[0], at, at + s.For.D() + randomSettle})
 		}
 		steps = append(steps, s)
 	}
@@ -213,17 +202,7 @@ func (o RandomOptions) check() ([]string, error) {
 		bad("random schedule: client port %d: want 1..65535 (0: no dropport)", o.ClientPort)
 	}
 	// Why a kind cannot be drawn with these options ("" when it can).
-	unsupported := func(kind string) string {
-		switch {
-		case kind == "dropport" && o.ClientPort == 0:
-			return "dropport needs the servers' client port"
-		case isProcessKind(kind) && len(o.Servers) < 3:
-			return fmt.Sprintf("%s needs at least 3 servers: with %d, one down leaves no majority", kind, len(o.Servers))
-		case kind == "partition" && len(o.Servers) < 2:
-			return "partition needs at least 2 servers"
-		}
-		return ""
-	}
+	unsupported := func(kind string) string { return actions[kind].(RandomKind).Unsupported(o) }
 	var kinds []string
 	if len(o.Faults) == 0 {
 		for _, k := range RandomKinds() {

@@ -56,8 +56,9 @@ func init() {
 		{name: "isolate", usage: "NODE", summary: "cut a node from every other node",
 			run: (*Shell).cmdIsolate, complete: nodesThenFlags(1)},
 		{name: "heal", usage: "[A [B]]", summary: "remove every partition; or those involving A; or the one between A and B",
-			help: "heal alone removes every cut of the run, including those of a running `fault`\n" +
-				"(which still ends on its own schedule) and of `dt partition` from another terminal.",
+			help: "heal alone removes every network fault of the run — cuts, links set with `link`, port\n" +
+				"and link faults, including those of a running `fault` (which still ends on its own\n" +
+				"schedule) — and the cuts of `dt partition` from another terminal.",
 			run: (*Shell).cmdHeal, complete: nodesThenFlags(2)},
 		{name: "link", usage: "A B [--delay D] [--jitter D] [--loss PCT] [--rate R] [--clear]", summary: "impair the link between two nodes (delay, jitter, loss, rate)",
 			help: "D is a duration (50ms, 1.5s; a bare number is ms), PCT a percentage, R bits/s\n" +
@@ -80,6 +81,13 @@ func init() {
 				"printed as they happen) unless --wait; `fault stop` ends running faults early, `wait`\n" +
 				"waits for them.",
 			run: (*Shell).cmdFault, complete: completeFault},
+		{name: "do", usage: "[ACTION [TARGET...] [FIELD=VALUE...]]",
+			summary: "fire any step action now, as a scenario step (`do delay s1 delay=100ms duration=5s`); alone: list actions",
+			help: "The step is the one a scenario file would run: the same action, fields and validation,\n" +
+				"run by the same engine as kill, partition and fault. Targets are node names or selectors\n" +
+				"(leader, follower, minority, random(2), @ID...); VALUE is read as YAML\n" +
+				"(groups=[[s1],[s2,s3]]). With duration= the step undoes itself after it.",
+			run: (*Shell).cmdDo, complete: completeDo},
 		{name: "load", usage: "[start [RATE] | stop | rate N]", system: true, summary: "start, stop or re-rate the client workload (total ops/s); alone: show it",
 			run: (*Shell).cmdLoad, complete: func(s *Shell, before []string, _ string) []string {
 				if len(before) == 0 {

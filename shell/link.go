@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/faults"
 	"github.com/dtlab/dt/shaping"
 	"github.com/dtlab/dt/topology"
 )
@@ -13,9 +13,7 @@ import (
 // LinkShaper impairs the traffic between two nodes, both ways; a zero Impairment removes
 // the impairment. *topology.Live is one (through the nodes' agents); Options.Links
 // replaces it.
-type LinkShaper interface {
-	ShapeLink(ctx context.Context, a, b string, imp shaping.Impairment) error
-}
+type LinkShaper = faults.Links
 
 var _ LinkShaper = (*topology.Live)(nil)
 
@@ -60,19 +58,25 @@ func (s *Shell) cmdLink(ctx context.Context, args []string) error {
 	if a == b {
 		return fmt.Errorf("link: %s and %s are the same node", pos[0], pos[1])
 	}
-	ls := s.linkShaper()
 	name := "link " + a + " <-> " + b
+	sameLink := func(e faults.Effect) bool { return e.Action == "link" && sameSet(e.Nodes, []string{a, b}) }
 	if *clear {
-		if err := ls.ShapeLink(ctx, a, b, imp); err != nil {
-			return linkError(err)
+		// A link set here is healed as a step; one set by `dt link` elsewhere is cleared.
+		if len(s.eng.Heal(ctx, "link --clear", sameLink)) == 0 {
+			if err := s.linkShaper().ShapeLink(ctx, a, b, imp); err != nil {
+				return linkError(err)
+			}
 		}
-		s.record(results.Event{Type: results.EventFaultEnd, Fault: name, Action: "clear", Targets: []string{a, b}})
 		s.printf("cleared %s <-> %s\n", a, b)
 		return nil
 	}
-	s.record(results.Event{Type: results.EventFaultStart, Fault: name, Action: "shape", Targets: []string{a, b}, Detail: imp.String()})
-	if err := ls.ShapeLink(ctx, a, b, imp); err != nil {
-		s.record(results.Event{Type: results.EventFaultEnd, Fault: name, Detail: "failed: " + err.Error()})
+	// The new setting replaces the one in place (a link has one setting at a time).
+	s.eng.Heal(ctx, name, sameLink)
+	st := faults.Step{Action: "link", Targets: []string{a, b}, Delay: faults.Duration(imp.Delay), Jitter: faults.Duration(imp.Jitter), Loss: imp.Loss}
+	if imp.Rate > 0 {
+		st.Rate = fmt.Sprintf("%dbit", imp.Rate)
+	}
+	if err := s.sess.Fire(ctx, name, st); err != nil {
 		return linkError(err)
 	}
 	s.printf("%s <-> %s: %s\n", a, b, imp)

@@ -38,6 +38,9 @@ type Options struct {
 	Cluster *experiment.Cluster
 	// Load drives the client workload; nil without a system. The shell stops it at exit.
 	Load *experiment.Load
+	// Faults is the fault engine every fault command is a step of; nil: the cluster's
+	// (Cluster.FaultEngine), or the topology's without one.
+	Faults *faults.Engine
 	// Params are the defaults of `fault`'s flags; Window the default of --duration.
 	Params faults.Params
 	Window time.Duration
@@ -65,19 +68,14 @@ type Shell struct {
 	interactive  bool        // on a terminal: node commands get the terminal as stdin
 	childOwnsTTY atomic.Bool // a node command runs in the foreground and gets Ctrl-C itself
 
+	// eng runs every fault of the session; sess is the prompt's own scope on it: each
+	// fault command is a step fired there, resolved and undone as in a timeline.
+	eng  *faults.Engine
+	sess *faults.Session
+
 	mu      sync.Mutex
-	cuts    []cutEntry         // partitions made at the prompt, oldest first
-	open    map[string]bool    // fault windows opened at the prompt (kill s1, pause s2, ...)
-	down    map[string]string  // servers taken down at the prompt: node -> how
 	running []*backgroundFault // faults fired with `fault`
 	nfault  int
-}
-
-// cutEntry is one partition made at the prompt, with its heal.
-type cutEntry struct {
-	cut  topology.Cut
-	name string // its fault window's name in events.jsonl
-	undo faults.Undo
 }
 
 // backgroundFault is a fault fired with `fault`, running in its own goroutine.
@@ -97,9 +95,20 @@ func New(o Options) *Shell {
 	if o.Err == nil {
 		o.Err = os.Stderr
 	}
-	s := &Shell{live: o.Live, cluster: o.Cluster, load: o.Load, opts: o, out: o.Out, err: o.Err,
-		open: map[string]bool{}, down: map[string]string{}, session: context.Background()}
-	return s
+	eng := o.Faults
+	if eng == nil {
+		var links faults.Links
+		if o.Links != nil {
+			links = o.Links
+		}
+		if o.Cluster != nil {
+			eng = o.Cluster.FaultEngine(links)
+		} else {
+			eng = experiment.NetworkEngine(o.Live, nil, links, 0)
+		}
+	}
+	return &Shell{live: o.Live, cluster: o.Cluster, load: o.Load, opts: o, out: o.Out, err: o.Err,
+		eng: eng, sess: eng.Session(), session: context.Background()}
 }
 
 // errExit is returned by `exit`.
@@ -182,6 +191,9 @@ func (s *Shell) Close() error {
 	for _, f := range running {
 		<-f.done
 	}
+	// What the prompt left in place is undone (members it took down stay down) and its
+	// fault windows close in events.jsonl.
+	s.sess.Close()
 	if s.load != nil {
 		if st := s.load.Status(); st.Running {
 			s.printf("stopping the load\n")

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,14 +14,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dtlab/dt/agent"
 	"github.com/dtlab/dt/experiment"
 	"github.com/dtlab/dt/faults"
 	"github.com/dtlab/dt/results"
 )
-
-// stopGrace is how long `stop` waits after SIGTERM.
-const stopGrace = 5 * time.Second
 
 func (s *Shell) cmdStatus(ctx context.Context, args []string) error {
 	if len(args) != 0 {
@@ -90,20 +85,21 @@ func (s *Shell) cmdLeader(ctx context.Context, args []string) error {
 
 // process actions on servers ------------------------------------------------------------
 
-// procAction applies act to each named server: the names are resolved first (leader,
-// follower), the action recorded before it is applied.
-func (s *Shell) procAction(ctx context.Context, verb string, args []string, act func(ctx context.Context, node string) (string, error)) error {
+// procAction fires the step action on each named server, one step per server labelled
+// "ACTION NODE": the names are resolved first (leader, follower, as in a timeline), then
+// each step is recorded before it is applied.
+func (s *Shell) procAction(ctx context.Context, action, done string, args []string) error {
 	if len(args) == 0 {
-		return usageError(verb)
+		return usageError(action)
 	}
 	var nodes []string
 	for _, a := range args {
 		n, err := s.resolve(ctx, a)
 		if err != nil {
-			return fmt.Errorf("%s: %w", verb, err)
+			return fmt.Errorf("%s: %w", action, err)
 		}
 		if !s.isServer(n) {
-			return fmt.Errorf("%s: %s is not a server: servers are %s", verb, n, strings.Join(s.servers(), ", "))
+			return fmt.Errorf("%s: %s is not a server: servers are %s", action, n, strings.Join(s.servers(), ", "))
 		}
 		if !slices.Contains(nodes, n) {
 			nodes = append(nodes, n)
@@ -115,9 +111,8 @@ func (s *Shell) procAction(ctx context.Context, verb string, args []string, act 
 		if n == s.cluster.Monitor.Leader() {
 			was = " (was the leader)"
 		}
-		done, err := act(ctx, n)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %s: %w", verb, n, err))
+		if err := s.sess.Fire(ctx, action+" "+n, faults.Step{Action: action, Targets: []string{n}}); err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		s.printf("%s %s%s\n", done, n, was)
@@ -135,92 +130,24 @@ func (s *Shell) servers() []string {
 	return out
 }
 
-// openWindow records a fault window opened at the prompt (kill s1, pause s2, ...) before
-// act is applied, and closes it again if act fails.
-func (s *Shell) openWindow(name, action, node, how string, act func() error) error {
-	s.record(results.Event{Type: results.EventFaultStart, Fault: name, Action: action, Targets: []string{node}})
-	s.mu.Lock()
-	s.open[name] = true
-	s.down[node] = how
-	s.mu.Unlock()
-	err := act()
-	if err != nil {
-		s.mu.Lock()
-		delete(s.open, name)
-		delete(s.down, node)
-		s.mu.Unlock()
-		s.record(results.Event{Type: results.EventFaultEnd, Fault: name, Targets: []string{node}, Detail: "failed: " + err.Error()})
-	}
-	return err
-}
-
-// closeWindows closes the open windows of node among names, recording action.
-func (s *Shell) closeWindows(node, action string, names ...string) {
-	s.mu.Lock()
-	var closing []string
-	for _, n := range names {
-		if s.open[n] {
-			closing = append(closing, n)
-			delete(s.open, n)
-		}
-	}
-	delete(s.down, node)
-	s.mu.Unlock()
-	for _, n := range closing {
-		s.record(results.Event{Type: results.EventFaultEnd, Fault: n, Action: action, Targets: []string{node}})
-	}
-}
-
 func (s *Shell) cmdKill(ctx context.Context, args []string) error {
-	return s.procAction(ctx, "kill", args, func(ctx context.Context, n string) (string, error) {
-		return "killed", s.openWindow("kill "+n, "kill", n, agent.StateKilled, func() error { return s.cluster.Kill(ctx, n) })
-	})
+	return s.procAction(ctx, "kill", "killed", args)
 }
 
 func (s *Shell) cmdStop(ctx context.Context, args []string) error {
-	return s.procAction(ctx, "stop", args, func(ctx context.Context, n string) (string, error) {
-		return "stopped", s.openWindow("stop "+n, "stop", n, agent.StateStopped, func() error { return s.cluster.Stop(ctx, n, stopGrace) })
-	})
+	return s.procAction(ctx, "stop", "stopped", args)
 }
 
 func (s *Shell) cmdPause(ctx context.Context, args []string) error {
-	return s.procAction(ctx, "pause", args, func(ctx context.Context, n string) (string, error) {
-		return "paused", s.openWindow("pause "+n, "pause", n, agent.StatePaused, func() error { return s.cluster.Pause(ctx, n) })
-	})
+	return s.procAction(ctx, "pause", "paused", args)
 }
 
 func (s *Shell) cmdContinue(ctx context.Context, args []string) error {
-	return s.procAction(ctx, "continue", args, func(ctx context.Context, n string) (string, error) {
-		if err := s.cluster.Continue(ctx, n); err != nil {
-			return "", err
-		}
-		s.closeWindows(n, "continue", "pause "+n)
-		return "continued", nil
-	})
+	return s.procAction(ctx, "continue", "continued", args)
 }
 
 func (s *Shell) cmdRestart(ctx context.Context, args []string) error {
-	return s.procAction(ctx, "restart", args, func(ctx context.Context, n string) (string, error) {
-		s.mu.Lock()
-		wasDown := s.open["kill "+n] || s.open["stop "+n] || s.open["pause "+n]
-		s.mu.Unlock()
-		if !wasDown {
-			// Restarting a live member is a disruption of its own.
-			s.record(results.Event{Type: results.EventFaultStart, Fault: "restart " + n, Action: "restart", Targets: []string{n}})
-		}
-		if err := s.cluster.Restart(ctx, n); err != nil {
-			if !wasDown {
-				s.record(results.Event{Type: results.EventFaultEnd, Fault: "restart " + n, Targets: []string{n}, Detail: "failed: " + err.Error()})
-			}
-			return "", err
-		}
-		if wasDown {
-			s.closeWindows(n, "restart", "kill "+n, "stop "+n, "pause "+n)
-		} else {
-			s.record(results.Event{Type: results.EventFaultEnd, Fault: "restart " + n, Action: "restart", Targets: []string{n}})
-		}
-		return "restarted", nil
-	})
+	return s.procAction(ctx, "restart", "restarted", args)
 }
 
 // faults -----------------------------------------------------------------------------
@@ -290,7 +217,7 @@ func (s *Shell) cmdFault(ctx context.Context, args []string) error {
 	go func() {
 		defer close(f.done)
 		defer cancel()
-		f.err = s.cluster.RunFault(fctx, name, window, p, func(e results.Event) {
+		f.err = s.eng.RunNow(fctx, name, window, p, func(e results.Event) {
 			s.Note("%s %s", tag, describeEvent(e))
 		})
 		s.mu.Lock()
@@ -583,9 +510,7 @@ func (s *Shell) ready(all bool) (string, bool) {
 	if l == "" {
 		return "", false
 	}
-	s.mu.Lock()
-	down := maps.Clone(s.down)
-	s.mu.Unlock()
+	down := s.eng.Down()
 	if down[l] != "" {
 		return "", false
 	}

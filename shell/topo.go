@@ -8,15 +8,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dtlab/dt/faults"
 	"github.com/dtlab/dt/ovs"
-	"github.com/dtlab/dt/results"
 	"github.com/dtlab/dt/topology"
 )
 
-// Names that stand for a node and are resolved when the command runs.
+// Names that stand for a node and are resolved when the command runs, by the fault
+// engine, as a timeline's selectors are.
 const (
 	nameLeader   = "leader"   // the current leader
-	nameFollower = "follower" // the first server, in member order, that is neither the leader nor taken down here
+	nameFollower = "follower" // a follower (seeded), one no fault holds down if there is one
 )
 
 // leaderWait is how long a command naming the leader waits for one to be known.
@@ -36,14 +37,11 @@ func (s *Shell) resolve(ctx context.Context, arg string) (string, error) {
 		if arg == nameLeader {
 			return l, nil
 		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, n := range s.live.Spec.Servers() {
-			if n.Name != l && s.down[n.Name] == "" {
-				return n.Name, nil
-			}
+		r, err := s.sess.Resolve(ctx, []string{arg})
+		if err != nil || len(r) == 0 {
+			return "", fmt.Errorf("%q: no server besides the leader %s (%v)", arg, l, err)
 		}
-		return "", fmt.Errorf("%q: no server up besides the leader %s", arg, l)
+		return r[0], nil
 	}
 	if _, err := s.live.Spec.Node(arg); err != nil {
 		return "", err
@@ -111,7 +109,8 @@ func (s *Shell) cmdPartition(ctx context.Context, args []string) error {
 		return fmt.Errorf("partition: %w", err)
 	}
 	cut := topology.Cut{A: a, B: b, OneWay: *oneWay}
-	if err := s.applyCut(ctx, cut, "partition "+cut.String()); err != nil {
+	st := faults.Step{Action: "partition", Groups: [][]string{a, b}, OneWay: *oneWay}
+	if err := s.sess.Fire(ctx, "partition "+cut.String(), st); err != nil {
 		return err
 	}
 	s.printf("partitioned %s\n", cut)
@@ -133,43 +132,28 @@ func (s *Shell) cmdIsolate(ctx context.Context, args []string) error {
 		}
 	}
 	cut := topology.Cut{A: []string{n}, B: others}
-	if err := s.applyCut(ctx, cut, "isolate "+n); err != nil {
+	if err := s.sess.Fire(ctx, "isolate "+n, faults.Step{Action: "isolate", Targets: []string{n}}); err != nil {
 		return err
 	}
 	s.printf("isolated %s (%s)\n", n, cut)
 	return nil
 }
 
-// applyCut installs a cut, recorded as a fault window opened before it is applied. Its
-// rules carry the cut's stable owner, so `dt heal A B` from another terminal finds them.
-func (s *Shell) applyCut(ctx context.Context, cut topology.Cut, name string) error {
-	targets := append(append([]string(nil), cut.A...), cut.B...)
-	s.record(results.Event{Type: results.EventFaultStart, Fault: name, Action: "partition", Targets: targets, Detail: cut.String()})
-	cookie, err := s.live.Partition(ctx, cut, cut.Owner())
-	if err != nil {
-		s.record(results.Event{Type: results.EventFaultEnd, Fault: name, Detail: "failed: " + err.Error()})
-		return err
-	}
-	s.mu.Lock()
-	s.cuts = append(s.cuts, cutEntry{cut: cut, name: name, undo: func(ctx context.Context) error { return s.live.Heal(ctx, cookie) }})
-	s.mu.Unlock()
-	return nil
-}
+// isCut says an effect is a partition or an isolation.
+func isCut(e faults.Effect) bool { return e.Action == "partition" || e.Action == "isolate" }
 
 func (s *Shell) cmdHeal(ctx context.Context, args []string) error {
 	if len(args) > 2 {
 		return usageError("heal")
 	}
 	if len(args) == 0 {
-		if err := s.live.HealAll(ctx); err != nil {
+		// Every network fault of the session (and of running faults) as a heal step, and
+		// any cut made by `dt partition` from another terminal.
+		if err := s.sess.Fire(ctx, "heal", faults.Step{Action: "heal"}); err != nil {
 			return err
 		}
-		s.mu.Lock()
-		healed := s.cuts
-		s.cuts = nil
-		s.mu.Unlock()
-		for _, c := range healed {
-			s.record(results.Event{Type: results.EventFaultEnd, Fault: c.name, Action: "heal", Detail: c.cut.String()})
+		if err := s.live.HealAll(ctx); err != nil {
+			return err
 		}
 		s.printf("healed all partitions\n")
 		return nil
@@ -182,36 +166,34 @@ func (s *Shell) cmdHeal(ctx context.Context, args []string) error {
 		}
 		groups[i] = g
 	}
-	match := func(c topology.Cut) bool {
+	match := func(e faults.Effect) bool {
+		if !isCut(e) {
+			return false
+		}
 		if len(groups) == 1 {
 			for _, n := range groups[0] {
-				if slices.Contains(c.A, n) || slices.Contains(c.B, n) {
+				if slices.Contains(e.Nodes, n) {
 					return true
 				}
 			}
 			return false
 		}
-		return sameSet(c.A, groups[0]) && sameSet(c.B, groups[1]) || sameSet(c.A, groups[1]) && sameSet(c.B, groups[0])
+		return sameSet(e.Nodes, append(slices.Clone(groups[0]), groups[1]...))
 	}
-	s.mu.Lock()
-	var keep, heal []cutEntry
-	for _, c := range s.cuts {
-		if match(c.cut) {
-			heal = append(heal, c)
-		} else {
-			keep = append(keep, c)
+	var labels []string
+	for _, e := range s.eng.Active() {
+		if match(e) {
+			labels = append(labels, "@"+e.Label)
 		}
 	}
-	s.cuts = keep
-	s.mu.Unlock()
 	var errs []error
-	for _, c := range heal {
-		if err := c.undo(ctx); err != nil {
+	if len(labels) > 0 {
+		if err := s.sess.Fire(ctx, "heal "+strings.Join(args, " "), faults.Step{Action: "heal", Targets: labels}); err != nil {
 			errs = append(errs, err)
-			continue
 		}
-		s.record(results.Event{Type: results.EventFaultEnd, Fault: c.name, Action: "heal", Detail: c.cut.String()})
-		s.printf("healed %s\n", c.cut)
+		for _, l := range labels {
+			s.printf("healed %s\n", strings.TrimPrefix(strings.TrimPrefix(l, "@partition "), "@"))
+		}
 	}
 	if len(groups) == 2 {
 		// A cut made by `dt partition` from another terminal has the same stable owner.
@@ -222,7 +204,7 @@ func (s *Shell) cmdHeal(ctx context.Context, args []string) error {
 			}
 		}
 	}
-	if len(heal) == 0 && len(errs) == 0 {
+	if len(labels) == 0 && len(errs) == 0 {
 		if len(groups) == 2 {
 			s.printf("no partition made here matches; healed any `dt partition %s`\n", strings.Join(args, " "))
 		} else {
