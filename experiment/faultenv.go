@@ -64,7 +64,7 @@ func (e *netEnv) Servers() []string {
 	return out
 }
 
-func (e *netEnv) Nodes() []string      { return e.live.Spec.NodeNames() }
+func (e *netEnv) Nodes() []string { return e.live.Spec.NodeNames() }
 
 // Capabilities: probes need the agents.
 func (e *netEnv) Capabilities() []faults.Capability {

@@ -66,9 +66,9 @@ func (a *toyCut) Prepare(_ context.Context, call *faults.Call) (faults.Change, e
 		}}, nil
 }
 
-func (*toyCut) Draw(s *faults.Step, d faults.RandomDraw)   { s.Targets = d.One() }
-func (*toyCut) Unsupported(faults.RandomOptions) string { return "" }
-func (*toyCut) Drawn() bool                             { return true }
+func (*toyCut) Draw(s *faults.Step, d faults.RandomDraw) { s.Targets = d.One() }
+func (*toyCut) Unsupported(faults.RandomOptions) string  { return "" }
+func (*toyCut) Drawn() bool                              { return true }
 
 func (a *toyCut) counts() (int, int) {
 	a.mu.Lock()
