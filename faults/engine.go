@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -438,9 +439,9 @@ func (sc *scope) later(d time.Duration, fn func(ctx context.Context)) {
 // take removes x's undo for node (every node's when node is "") and reports what it took
 // and whether nothing of x is left, in which case x is no longer in place. eng.mu is held.
 func (e *Engine) take(x *effect, node string) (nodes []string, todo []Undo, closed bool) {
-	for n, u := range x.undo {
+	for _, n := range slices.Sorted(maps.Keys(x.undo)) { // in node order: replays undo alike
 		if node == "" || n == node {
-			nodes, todo = append(nodes, n), append(todo, u)
+			nodes, todo = append(nodes, n), append(todo, x.undo[n])
 			delete(x.undo, n)
 		}
 	}
@@ -462,7 +463,6 @@ func (sc *scope) undo(ctx context.Context, x *effect, node, by string) bool {
 	if len(todo) == 0 {
 		return false
 	}
-	slices.Sort(nodes)
 	who := nodes
 	if len(nodes) == 1 && nodes[0] == "" {
 		who = x.targets

@@ -292,3 +292,34 @@ func TestScriptMode(t *testing.T) {
 		t.Errorf("errors:\n%s", errs)
 	}
 }
+
+// `do` fires scenario steps; on a topology without a system it refuses what needs one,
+// before doing anything, and bad fields are named with the valid ones.
+func TestDoValidatesLikeAScenario(t *testing.T) {
+	s, out, _ := newTestShell(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		line string
+		want []string
+	}{
+		{"do kill s1", []string{"kill needs processes (a system's processes), which this run does not have"}},
+		{"do partition groups=[[leader],[s2]]", []string{"target leader needs cluster-view"}},
+		{"do delay s1 dealy=10ms", []string{"field dealy not found", "fields of delay: delay, jitter, direction, duration, every, until"}},
+		{"do delay s1 delay=10ms at=2s", []string{"at: a step at the prompt fires now"}},
+		{"do explode s1", []string{`unknown action "explode"`, "valid actions are start, stop"}},
+		{"do isolate s9", []string{`unknown target "s9"`}},
+	} {
+		err := s.Exec(ctx, tc.line)
+		for _, w := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%q: error %v, want it to say %q", tc.line, err, w)
+			}
+		}
+	}
+	if out.Len() != 0 {
+		t.Errorf("refused steps printed:\n%s", out)
+	}
+	if err := s.Exec(ctx, "do"); err != nil || !strings.Contains(out.String(), "partition") {
+		t.Errorf("do alone: %v, printed %q", err, out)
+	}
+}
