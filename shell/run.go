@@ -2,6 +2,7 @@ package shell
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -260,22 +261,49 @@ func (s *Shell) runTerminal(ctx context.Context, in, out *os.File) error {
 
 // ctrlCReader turns Ctrl-C typed at the prompt (a byte in raw mode) into Enter and
 // remembers it, so that the line is dropped: x/term would report Ctrl-C as EOF, which
-// here means tearing everything down.
+// here means tearing everything down. What is typed after Ctrl-C is the next line and is
+// kept, even when it comes in the same read.
+//
+// Ctrl-C is handed on alone, in a Read of its own, so that interrupted belongs to the
+// line it ends: x/term reads only when the bytes it holds end no line (it returns a line
+// as soon as one is complete and keeps the rest for the next ReadLine), so the Enter
+// that Ctrl-C becomes ends the line being typed, the one runTerminal then drops. Handed
+// on with what came before it ("status\r\x03"), it would drop the line before.
 type ctrlCReader struct {
 	r           io.Reader
+	buf         [256]byte
+	pending     []byte // read from r, not yet handed on
+	err         error  // r's error, returned once pending is handed on
 	interrupted atomic.Bool
 }
 
 func (c *ctrlCReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	for i := 0; i < n; i++ {
-		if p[i] == 3 {
-			p[i] = '\r'
-			c.interrupted.Store(true)
-			return i + 1, nil // what follows Ctrl-C belongs to the next line: drop it
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if len(c.pending) == 0 {
+		if c.err != nil {
+			return 0, c.err
+		}
+		n, err := c.r.Read(c.buf[:])
+		c.pending, c.err = c.buf[:n], err
+		if n == 0 {
+			return 0, err
 		}
 	}
-	return n, err
+	if c.pending[0] == 3 {
+		c.pending = c.pending[1:]
+		c.interrupted.Store(true)
+		p[0] = '\r'
+		return 1, nil
+	}
+	n := len(c.pending)
+	if i := bytes.IndexByte(c.pending, 3); i >= 0 {
+		n = i // up to Ctrl-C; it comes alone next time
+	}
+	n = copy(p, c.pending[:n])
+	c.pending = c.pending[n:]
+	return n, nil
 }
 
 // autoComplete is the terminal's Tab key: it completes the word at the cursor, as far as
