@@ -206,10 +206,13 @@ func (s *Shell) runTerminal(ctx context.Context, in, out *os.File) error {
 		line string
 		err  error
 	}
+	var old *term.State // the mode to restore while the terminal is raw, else nil
 	for {
-		old, err := term.MakeRaw(fd)
-		if err != nil {
-			return fmt.Errorf("terminal raw mode: %w", err)
+		if old == nil {
+			var err error
+			if old, err = term.MakeRaw(fd); err != nil {
+				return fmt.Errorf("terminal raw mode: %w", err)
+			}
 		}
 		res := make(chan readResult, 1)
 		go func() {
@@ -223,11 +226,14 @@ func (s *Shell) runTerminal(ctx context.Context, in, out *os.File) error {
 			fmt.Fprint(out, "\r\n")
 			return nil
 		case r = <-res:
-			_ = term.Restore(fd, old)
 		}
 		if intr.interrupted.Swap(false) {
-			continue // Ctrl-C drops the line
+			// Ctrl-C drops the line. The terminal stays raw: keys typed next, a second
+			// Ctrl-C among them, must not meet the cooked mode's echo and its SIGINT.
+			continue
 		}
+		_ = term.Restore(fd, old)
+		old = nil
 		if errors.Is(r.err, io.EOF) {
 			fmt.Fprint(out, "exit\n") // after the prompt, as a shell echoes Ctrl-D
 			return nil
@@ -239,7 +245,7 @@ func (s *Shell) runTerminal(ctx context.Context, in, out *os.File) error {
 		cmdMu.Lock()
 		cancelCmd = cancel
 		cmdMu.Unlock()
-		err = s.Exec(cctx, r.line)
+		err := s.Exec(cctx, r.line)
 		cmdMu.Lock()
 		cancelCmd = nil
 		cmdMu.Unlock()
