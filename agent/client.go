@@ -13,7 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/systems"
 	"github.com/dtlab/dt/workloads"
 )
@@ -227,7 +227,7 @@ func (c *Client) SystemStatus(ctx context.Context, system, endpoint string) (sys
 // record as it arrives, in the order the agent wrote them. It returns when the workload
 // ends (nil, or the run's error), when onOp returns an error (which it returns), or when
 // ctx is cancelled, which also stops the client in the agent.
-func (c *Client) RunWorkload(ctx context.Context, spec workloads.Spec, onOp func(results.Op) error) error {
+func (c *Client) RunWorkload(ctx context.Context, spec workloads.Spec, onOp func(records.Op) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	resp, err := c.send(ctx, http.MethodPost, "/workload", nil, spec)
@@ -238,7 +238,7 @@ func (c *Client) RunWorkload(ctx context.Context, spec workloads.Spec, onOp func
 	dec := json.NewDecoder(resp.Body)
 	dec.DisallowUnknownFields()
 	for {
-		var op results.Op
+		var op records.Op
 		err := dec.Decode(&op)
 		if errors.Is(err, io.EOF) {
 			break

@@ -12,7 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/systems"
 	"github.com/dtlab/dt/workloads"
 )
@@ -63,8 +63,8 @@ func TestEtcdThroughAgent(t *testing.T) {
 	spec.Client, spec.Rate, spec.Duration, spec.WriteRatio, spec.MaxKey = "c1", 50, 1, 0.5, 5
 	spec.System, spec.Endpoints = "etcd", sys.ClientEndpoints(c)
 	spec.StartUnixNano = time.Now().UnixNano()
-	var ops []results.Op
-	if err := cl.RunWorkload(ctx, spec, func(op results.Op) error { ops = append(ops, op); return nil }); err != nil {
+	var ops []records.Op
+	if err := cl.RunWorkload(ctx, spec, func(op records.Op) error { ops = append(ops, op); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(ops) < 45 || len(ops) > 55 {

@@ -17,7 +17,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/systems"
 	"github.com/dtlab/dt/workloads"
 )
@@ -89,7 +89,7 @@ type server struct {
 	socket string
 
 	lookupSystem func(name string) (systems.System, error)
-	runWorkload  func(ctx context.Context, spec workloads.Spec, kv workloads.KV, emit func(results.Op)) error
+	runWorkload  func(ctx context.Context, spec workloads.Spec, kv workloads.KV, emit func(records.Op)) error
 
 	shutdownOnce sync.Once
 	shutdownc    chan struct{}
@@ -475,7 +475,7 @@ func (s *server) handleWorkload(w http.ResponseWriter, r *http.Request) {
 		writeErr error
 		n        int
 	)
-	emit := func(op results.Op) {
+	emit := func(op records.Op) {
 		mu.Lock()
 		defer mu.Unlock()
 		if writeErr != nil {

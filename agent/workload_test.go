@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/systems"
 	"github.com/dtlab/dt/workloads"
 )
@@ -111,8 +111,8 @@ func TestWorkloadStream(t *testing.T) {
 	fs := &fakeSystem{}
 	a := startTestAgent(t, func(s *server) { s.lookupSystem = fs.lookup })
 	ctx := ctxT(t)
-	var ops []results.Op
-	if err := a.RunWorkload(ctx, fakeSpec("c1", 200, 0.5), func(op results.Op) error {
+	var ops []records.Op
+	if err := a.RunWorkload(ctx, fakeSpec("c1", 200, 0.5), func(op records.Op) error {
 		ops = append(ops, op)
 		return nil
 	}); err != nil {
@@ -128,7 +128,7 @@ func TestWorkloadStream(t *testing.T) {
 		}
 		kinds[op.Kind]++
 	}
-	if kinds[results.KindRead] == 0 || kinds[results.KindWrite] == 0 {
+	if kinds[records.KindRead] == 0 || kinds[records.KindWrite] == 0 {
 		t.Errorf("op kinds %v, want both reads and writes", kinds)
 	}
 	if n := fs.kvs[0].ops.Load(); n != int64(len(ops)) {
@@ -146,7 +146,7 @@ func TestWorkloadCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(ctxT(t))
 	n := 0
 	begin := time.Now()
-	err := a.RunWorkload(ctx, fakeSpec("c2", 100, 3600), func(results.Op) error {
+	err := a.RunWorkload(ctx, fakeSpec("c2", 100, 3600), func(records.Op) error {
 		if n++; n == 5 {
 			cancel()
 		}
@@ -173,16 +173,16 @@ func TestWorkloadErrors(t *testing.T) {
 	var runErr error
 	a := startTestAgent(t, func(s *server) {
 		s.lookupSystem = fs.lookup
-		s.runWorkload = func(ctx context.Context, spec workloads.Spec, kv workloads.KV, emit func(results.Op)) error {
+		s.runWorkload = func(ctx context.Context, spec workloads.Spec, kv workloads.KV, emit func(records.Op)) error {
 			if runErr == nil {
 				return workloads.Run(ctx, spec, kv, emit)
 			}
-			emit(results.Op{Client: spec.Client, Kind: results.KindWrite, Result: results.ResultOK})
+			emit(records.Op{Client: spec.Client, Kind: records.KindWrite, Result: records.ResultOK})
 			return runErr
 		}
 	})
 	ctx := ctxT(t)
-	none := func(results.Op) error { return nil }
+	none := func(records.Op) error { return nil }
 
 	bad := fakeSpec("c1", 0, 1)
 	wantStatus(t, a.RunWorkload(ctx, bad, none), 400)
@@ -197,7 +197,7 @@ func TestWorkloadErrors(t *testing.T) {
 	fs.failKV = false
 
 	stop := errors.New("disk full")
-	if err := a.RunWorkload(ctx, fakeSpec("c1", 100, 60), func(results.Op) error { return stop }); !errors.Is(err, stop) {
+	if err := a.RunWorkload(ctx, fakeSpec("c1", 100, 60), func(records.Op) error { return stop }); !errors.Is(err, stop) {
 		t.Errorf("onOp error: got %v", err)
 	}
 
@@ -235,10 +235,10 @@ func TestWorkloadStopKeepsInflight(t *testing.T) {
 	a := startTestAgent(t, func(s *server) { s.lookupSystem = fs.lookup })
 	ctx := ctxT(t)
 	var mu sync.Mutex
-	var recs []results.Op
+	var recs []records.Op
 	done := make(chan error, 1)
 	go func() {
-		done <- a.RunWorkload(ctx, fakeSpec("c7", 100, 3600), func(op results.Op) error {
+		done <- a.RunWorkload(ctx, fakeSpec("c7", 100, 3600), func(op records.Op) error {
 			mu.Lock()
 			recs = append(recs, op)
 			mu.Unlock()

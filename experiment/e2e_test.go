@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/results"
 	"github.com/dtlab/dt/topology"
 )
@@ -83,23 +84,23 @@ func assertNothingLeft(t *testing.T, runID string) {
 	}
 }
 
-func firstEvent(evs []results.Event, typ string) (results.Event, bool) {
+func firstEvent(evs []records.Event, typ string) (records.Event, bool) {
 	for _, e := range evs {
 		if e.Type == typ {
 			return e, true
 		}
 	}
-	return results.Event{}, false
+	return records.Event{}, false
 }
 
 // leaderAt returns the leader the monitor recorded last before t.
-func leaderAt(evs []results.Event, t float64) string {
+func leaderAt(evs []records.Event, t float64) string {
 	l := ""
 	for _, e := range evs {
 		if e.T > t {
 			break
 		}
-		if e.Type == results.EventLeader || e.Type == results.EventClusterReady {
+		if e.Type == records.EventLeader || e.Type == records.EventClusterReady {
 			l = e.Leader
 		}
 	}
@@ -114,11 +115,11 @@ func TestLeaderKill(t *testing.T) {
 		t.Fatalf("run: %v", err)
 	}
 	assertNothingLeft(t, out.RunID)
-	run, err := results.Load(out.RunDir)
+	run, err := records.Load(out.RunDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fs, ok := firstEvent(run.Events, results.EventFaultStart)
+	fs, ok := firstEvent(run.Events, records.EventFaultStart)
 	if !ok || len(fs.Targets) != 1 {
 		t.Fatalf("no fault-start with one target in events: %+v", run.Events)
 	}
@@ -128,7 +129,7 @@ func TestLeaderKill(t *testing.T) {
 	}
 	newLeader, newAt := "", 0.0
 	for _, e := range run.Events {
-		if e.T > fs.T && e.Type == results.EventLeader && e.Leader != "" {
+		if e.T > fs.T && e.Type == records.EventLeader && e.Leader != "" {
 			newLeader, newAt = e.Leader, e.T
 			break
 		}
@@ -158,7 +159,7 @@ func TestLeaderKill(t *testing.T) {
 		t.Errorf("summary counts %d leader changes", out.Summary.LeaderChanges)
 	}
 	// What the plots show: the 100 ms series dips at the kill, and the plot files are there.
-	ser := run.Series(100 * time.Millisecond)
+	ser := results.SeriesOf(run, 100*time.Millisecond)
 	var pre, dip float64 = 0, 1e9
 	nb := 0
 	for _, b := range ser.Buckets {
@@ -225,11 +226,11 @@ func startRunHooked(t *testing.T, cfg Config, hook func(c *Cluster)) (*Cluster, 
 }
 
 // waitEvent polls events.jsonl until an event matching fn appears after index from.
-func waitEvent(t *testing.T, c *Cluster, timeout time.Duration, fn func(results.Event) bool) results.Event {
+func waitEvent(t *testing.T, c *Cluster, timeout time.Duration, fn func(records.Event) bool) records.Event {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		run, err := results.Load(c.RunDir)
+		run, err := records.Load(c.RunDir)
 		if err == nil {
 			for _, e := range run.Events {
 				if fn(e) {
@@ -240,7 +241,7 @@ func waitEvent(t *testing.T, c *Cluster, timeout time.Duration, fn func(results.
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("event not seen within %s", timeout)
-	return results.Event{}
+	return records.Event{}
 }
 
 func TestPartialPartition(t *testing.T) {
@@ -248,7 +249,7 @@ func TestPartialPartition(t *testing.T) {
 	cfg := testConfig(t, "partial-partition", 15)
 	c, done := startRun(t, cfg)
 	runID, spec := c.Live.State.RunID, c.Live.Spec
-	fs := waitEvent(t, c, 30*time.Second, func(e results.Event) bool { return e.Type == results.EventFaultStart })
+	fs := waitEvent(t, c, 30*time.Second, func(e records.Event) bool { return e.Type == records.EventFaultStart })
 	if len(fs.Targets) != 2 {
 		t.Fatalf("fault-start targets %v, want leader and follower", fs.Targets)
 	}
@@ -273,14 +274,14 @@ func TestPartialPartition(t *testing.T) {
 	}
 	c.Close()
 	assertNothingLeft(t, runID)
-	run, _ := results.Load(c.RunDir)
-	fe, ok := firstEvent(run.Events, results.EventFaultEnd)
+	run, _ := records.Load(c.RunDir)
+	fe, ok := firstEvent(run.Events, records.EventFaultEnd)
 	if !ok {
 		t.Fatal("no fault-end: the cut was not healed")
 	}
 	var rises int
 	for _, e := range run.Events {
-		if e.Type == results.EventTerm && e.Node == f && e.T > fs.T && e.T <= fe.T+0.5 {
+		if e.Type == records.EventTerm && e.Node == f && e.T > fs.T && e.T <= fe.T+0.5 {
 			rises++
 		}
 	}
@@ -308,9 +309,9 @@ func TestIntermittentFullToggles(t *testing.T) {
 			continue
 		default:
 		}
-		run, _ := results.Load(c.RunDir)
+		run, _ := records.Load(c.RunDir)
 		for _, e := range run.Events {
-			if e.Type != results.EventFaultAction || checked[e.T] {
+			if e.Type != records.EventFaultAction || checked[e.T] {
 				continue
 			}
 			mu.Lock()
@@ -343,15 +344,15 @@ func TestIntermittentFullToggles(t *testing.T) {
 	if partitions < 2 || heals < 1 {
 		t.Errorf("saw %d partitions and %d heals; want the cut to toggle", partitions, heals)
 	}
-	run, _ := results.Load(c.RunDir)
+	run, _ := records.Load(c.RunDir)
 	last := run.Events[len(run.Events)-1]
-	var lastFault results.Event
+	var lastFault records.Event
 	for _, e := range run.Events {
 		if e.Fault == "intermittent-full" {
 			lastFault = e
 		}
 	}
-	if lastFault.Type != results.EventFaultEnd {
+	if lastFault.Type != records.EventFaultEnd {
 		t.Errorf("last fault event is %+v, want fault-end (healed at the end); last event %+v", lastFault, last)
 	}
 }
@@ -366,14 +367,14 @@ func TestKillMajorityStopsWrites(t *testing.T) {
 		t.Fatalf("run: %v", err)
 	}
 	assertNothingLeft(t, out.RunID)
-	run, _ := results.Load(out.RunDir)
-	fs, ok := firstEvent(run.Events, results.EventFaultStart)
+	run, _ := records.Load(out.RunDir)
+	fs, ok := firstEvent(run.Events, records.EventFaultStart)
 	if !ok || len(fs.Targets) != 2 {
 		t.Fatalf("fault-start %+v: want 2 targets", fs)
 	}
 	var okBefore, okAfter int
 	for _, op := range run.Ops {
-		if op.Kind != results.KindWrite || !op.OK() {
+		if op.Kind != records.KindWrite || !op.OK() {
 			continue
 		}
 		if op.Submitted < fs.T {

@@ -19,7 +19,7 @@ import (
 
 	"github.com/dtlab/dt/agent"
 	"github.com/dtlab/dt/faults"
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/shaping"
 	"github.com/dtlab/dt/systems"
 	"github.com/dtlab/dt/topology"
@@ -36,7 +36,7 @@ type netEnv struct {
 	links  faults.Links // where link steps go (nil: live)
 	start  time.Time
 	rng    *rand.Rand
-	record func(results.Event) // nil: events are not kept (a topology without a run dir)
+	record func(records.Event) // nil: events are not kept (a topology without a run dir)
 
 	mu     sync.Mutex
 	owners int
@@ -76,7 +76,7 @@ func (e *netEnv) Capabilities() []faults.Capability {
 func (e *netEnv) Since() time.Duration { return time.Since(e.start) }
 func (e *netEnv) Rand() *rand.Rand     { return e.rng }
 
-func (e *netEnv) Record(ev results.Event) {
+func (e *netEnv) Record(ev records.Event) {
 	if e.record != nil {
 		e.record(ev)
 	}
@@ -199,21 +199,21 @@ func (e *faultEnv) Restart(ctx context.Context, node string) error  { return e.c
 func (e *faultEnv) Pause(ctx context.Context, node string) error    { return e.c.Pause(ctx, node) }
 func (e *faultEnv) Continue(ctx context.Context, node string) error { return e.c.Continue(ctx, node) }
 
-func (e *faultEnv) Record(ev results.Event) {
+func (e *faultEnv) Record(ev records.Event) {
 	e.mu.Lock()
 	if e.doing == nil {
 		e.doing = map[string]string{}
 	}
 	what := strings.TrimSpace(fmt.Sprintf("%s %s %s", ev.Fault, ev.Action, strings.Join(ev.Targets, ",")))
 	switch ev.Type {
-	case results.EventFaultStart:
+	case records.EventFaultStart:
 		e.open = append(e.open, ev.Fault)
 		e.doing[ev.Fault] = what
-	case results.EventFaultAction:
+	case records.EventFaultAction:
 		if _, open := e.doing[ev.Fault]; open { // an instant step has no window to show
 			e.doing[ev.Fault] = what
 		}
-	case results.EventFaultEnd:
+	case records.EventFaultEnd:
 		if k := slices.Index(e.open, ev.Fault); k >= 0 {
 			e.open = slices.Delete(e.open, k, k+1)
 		}

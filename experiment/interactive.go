@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/dtlab/dt/agent"
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/workloads"
 )
 
@@ -136,20 +136,20 @@ func (l *Load) Start(ctx context.Context, rate float64) error {
 	l.cancel = cancel
 	done := make(chan struct{})
 	l.done = done
-	c.Record(results.Event{Type: results.EventWorkloadStart, Detail: fmt.Sprintf("%s at %g ops/s", cfg.Workload, rate)})
+	c.Record(records.Event{Type: records.EventWorkloadStart, Detail: fmt.Sprintf("%s at %g ops/s", cfg.Workload, rate)})
 	var wg sync.WaitGroup
 	for i, spec := range specs {
 		node := names[i]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := c.Agents[node].Client().RunWorkload(wctx, spec, func(op results.Op) error {
+			err := c.Agents[node].Client().RunWorkload(wctx, spec, func(op records.Op) error {
 				l.stats.add(op)
 				return c.Ops.Append(op)
 			})
 			if err != nil && wctx.Err() == nil {
 				err = fmt.Errorf("workload on %s: %w", node, err)
-				c.Record(results.Event{Type: results.EventError, Node: node, Detail: err.Error()})
+				c.Record(records.Event{Type: records.EventError, Node: node, Detail: err.Error()})
 				l.mu.Lock()
 				l.errs = append(l.errs, err)
 				l.mu.Unlock()
@@ -165,7 +165,7 @@ func (l *Load) Start(ctx context.Context, rate float64) error {
 		l.running = false
 		stopped := l.stopped
 		l.mu.Unlock()
-		ev := results.Event{Type: results.EventWorkloadEnd}
+		ev := records.Event{Type: records.EventWorkloadEnd}
 		if stopped {
 			ev.Detail = "stopped"
 		}

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/systems"
 )
 
@@ -93,7 +93,7 @@ func (m *Monitor) poll(ctx context.Context) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var events []results.Event
+	var events []records.Event
 	for _, st := range out {
 		m.statuses[st.Member] = st
 		if st.ID != "" {
@@ -101,7 +101,7 @@ func (m *Monitor) poll(ctx context.Context) {
 		}
 		if st.Term > m.terms[st.Member] {
 			if m.terms[st.Member] > 0 {
-				events = append(events, results.Event{Type: results.EventTerm, Node: st.Member, Term: st.Term})
+				events = append(events, records.Event{Type: records.EventTerm, Node: st.Member, Term: st.Term})
 			}
 			m.terms[st.Member] = st.Term
 		}
@@ -129,7 +129,7 @@ func (m *Monitor) poll(ctx context.Context) {
 	}
 	if leader != m.leader || (leader != "" && term != m.term) {
 		if leader != m.leader {
-			events = append(events, results.Event{Type: results.EventLeader, Leader: leader, Term: term})
+			events = append(events, records.Event{Type: records.EventLeader, Leader: leader, Term: term})
 		}
 		m.leader, m.term = leader, term
 	}

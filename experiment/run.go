@@ -17,6 +17,7 @@ import (
 
 	"github.com/dtlab/dt/agent"
 	"github.com/dtlab/dt/faults"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/results"
 	"github.com/dtlab/dt/systems"
 	"github.com/dtlab/dt/topology"
@@ -48,20 +49,20 @@ type Cluster struct {
 	Sys     systems.System
 	Members systems.Cluster
 	RunDir  string // results directory
-	Events  *results.JSONLWriter
-	Ops     *results.JSONLWriter
+	Events  *records.JSONLWriter
+	Ops     *records.JSONLWriter
 	T0      time.Time // the run's time zero: every record's t is measured from it
 	Monitor *Monitor
 	rng     *rand.Rand
 	steps   []faults.Step       // the fault timeline (schedule.json)
 	exe     string              // the dt binary the agents run ("" = this executable)
-	onEvent func(results.Event) // tests: sees each event once it is written, in the recording goroutine
+	onEvent func(records.Event) // tests: sees each event once it is written, in the recording goroutine
 	mu      sync.Mutex
 	closed  bool
 }
 
 // Record appends an event stamped with the run time.
-func (c *Cluster) Record(e results.Event) {
+func (c *Cluster) Record(e records.Event) {
 	if e.T == 0 {
 		e.T = time.Since(c.T0).Seconds()
 	}
@@ -129,15 +130,15 @@ func Start(ctx context.Context, cfg Config, o Options) (*Cluster, error) {
 	}
 	c := &Cluster{Cfg: cfg, Sys: sys, RunDir: runDir, Agents: map[string]*agent.Agent{},
 		rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0x64740000))}
-	if c.Events, err = results.CreateJSONL(filepath.Join(runDir, "events.jsonl")); err != nil {
+	if c.Events, err = records.CreateJSONL(filepath.Join(runDir, "events.jsonl")); err != nil {
 		return nil, err
 	}
-	if c.Ops, err = results.CreateJSONL(filepath.Join(runDir, "ops.jsonl")); err != nil {
+	if c.Ops, err = records.CreateJSONL(filepath.Join(runDir, "ops.jsonl")); err != nil {
 		return nil, err
 	}
 	c.T0 = time.Now()
 	runID := topology.NewRunID()
-	c.Record(results.Event{T: 1e-9, Type: results.EventRunStart, Detail: "run " + runID})
+	c.Record(records.Event{T: 1e-9, Type: records.EventRunStart, Detail: "run " + runID})
 	if err := writeConfig(runDir, cfg, runID, "", shaper, c.T0); err != nil {
 		return nil, err
 	}
@@ -146,7 +147,7 @@ func Start(ctx context.Context, cfg Config, o Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := faults.WriteSchedule(filepath.Join(runDir, faults.ScheduleFileName), sched); err != nil {
+	if err := faults.WriteSchedule(filepath.Join(runDir, records.ScheduleFile), sched); err != nil {
 		return nil, err
 	}
 	c.steps = sched.Steps
@@ -154,7 +155,7 @@ func Start(ctx context.Context, cfg Config, o Options) (*Cluster, error) {
 	live, err := topology.Up(ctx, spec, topology.Options{RunID: runID, Datapath: cfg.Datapath, Command: "run", ResultsDir: runDir})
 	if err != nil {
 		// Up cleans up after itself; there is nothing of the run to tear down.
-		c.Record(results.Event{Type: results.EventError, Detail: err.Error()})
+		c.Record(records.Event{Type: records.EventError, Detail: err.Error()})
 		return nil, err
 	}
 	c.Live = live
@@ -168,7 +169,7 @@ func Start(ctx context.Context, cfg Config, o Options) (*Cluster, error) {
 		progress(o, "shaping links (%s backend)", shaper)
 		if err := live.ApplyLinks(ctx); err != nil {
 			err = fmt.Errorf("link impairments (%s backend): %w", shaper, err)
-			c.Record(results.Event{Type: results.EventError, Detail: err.Error()})
+			c.Record(records.Event{Type: records.EventError, Detail: err.Error()})
 			return c, err
 		}
 	}
@@ -181,7 +182,7 @@ func Start(ctx context.Context, cfg Config, o Options) (*Cluster, error) {
 	if err := c.Monitor.waitReady(ctx, 60*time.Second); err != nil {
 		return c, err
 	}
-	c.Record(results.Event{Type: results.EventClusterReady, Leader: c.Monitor.Leader(), Term: c.Monitor.Term()})
+	c.Record(records.Event{Type: records.EventClusterReady, Leader: c.Monitor.Leader(), Term: c.Monitor.Term()})
 	if err := c.startProcesses(ctx); err != nil {
 		return c, err
 	}
@@ -381,10 +382,10 @@ func (c *Cluster) Close() {
 		}()
 	}
 	wg.Wait()
-	c.Record(results.Event{Type: results.EventRunEnd})
+	c.Record(records.Event{Type: records.EventRunEnd})
 	if err := c.Live.Down(ctx); err != nil {
 		slog.Error("teardown", "run", c.Live.State.RunID, "err", err)
-		c.Record(results.Event{Type: results.EventError, Detail: "teardown: " + err.Error()})
+		c.Record(records.Event{Type: records.EventError, Detail: "teardown: " + err.Error()})
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dtlab/dt/faults"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/results"
 	"github.com/dtlab/dt/scenario"
 	"github.com/dtlab/dt/topology"
@@ -93,18 +94,18 @@ func TestScenarioStepsTakeEffect(t *testing.T) {
 		}
 		return st.Pid, st.State
 	}
-	onEvent := func(e results.Event) {
+	onEvent := func(e records.Event) {
 		mu.Lock()
 		defer mu.Unlock()
-		if e.Type == results.EventFaultStart || e.Type == results.EventFaultAction {
+		if e.Type == records.EventFaultStart || e.Type == records.EventFaultAction {
 			if len(e.Targets) > 0 {
 				targets[e.Fault] = e.Targets
 			}
-			if e.Type == results.EventFaultStart && e.Fault == "halves" {
+			if e.Type == records.EventFaultStart && e.Fault == "halves" {
 				targets["halves-detail"] = []string{e.Detail}
 			}
 		}
-		if e.Type != results.EventProbe {
+		if e.Type != records.EventProbe {
 			return
 		}
 		checked[e.Fault] = true
@@ -192,10 +193,10 @@ func TestScenarioStepsTakeEffect(t *testing.T) {
 	if sum.Probes == nil || sum.Probes.Total != 6 {
 		t.Errorf("summary probes %+v, want 6 called", sum.Probes)
 	}
-	run, _ := results.Load(c.RunDir)
+	run, _ := records.Load(c.RunDir)
 	ok := 0
 	for _, e := range run.Events {
-		if e.Type == results.EventProbe {
+		if e.Type == records.EventProbe {
 			var o faults.ProbeOutcome
 			if err := json.Unmarshal([]byte(e.Detail), &o); err != nil {
 				t.Errorf("probe event detail %q: %v", e.Detail, err)
@@ -208,7 +209,7 @@ func TestScenarioStepsTakeEffect(t *testing.T) {
 	if ok == 0 {
 		t.Errorf("no probe succeeded: the probe server on c1 never reached etcd")
 	}
-	if _, err := os.Stat(c.RunDir + "/" + faults.ScheduleFileName); err != nil {
+	if _, err := os.Stat(c.RunDir + "/" + records.ScheduleFile); err != nil {
 		t.Errorf("schedule.json: %v", err)
 	}
 	assertNothingLeft(t, runID)
@@ -258,7 +259,7 @@ func TestKillUntilSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	run, err := results.Load(c.RunDir)
+	run, err := records.Load(c.RunDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,9 +270,9 @@ func TestKillUntilSnapshot(t *testing.T) {
 			continue
 		}
 		switch e.Type {
-		case results.EventFaultStart:
+		case records.EventFaultStart:
 			victim, down = e.Targets[0], e.T
-		case results.EventFaultEnd:
+		case records.EventFaultEnd:
 			detail, down = e.Detail, e.T-down
 		}
 	}
@@ -319,7 +320,7 @@ steps:
 	if err != nil {
 		t.Fatalf("run (a step failed, or wait-healthy timed out): %v", err)
 	}
-	run, err := results.Load(c.RunDir)
+	run, err := records.Load(c.RunDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +328,7 @@ steps:
 	healthy := false
 	for _, e := range run.Events {
 		switch {
-		case e.Type == results.EventFaultStart && e.Fault == "victim":
+		case e.Type == records.EventFaultStart && e.Fault == "victim":
 			victim = e.Targets[0]
 		case e.Action == "backup":
 			backup = e.Detail

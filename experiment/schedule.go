@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/dtlab/dt/faults"
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 )
 
 // runSchedule drives the workload on every client and the fault schedule in parallel,
@@ -18,7 +18,7 @@ func (c *Cluster) runSchedule(ctx context.Context, o Options) error {
 	stats := newLiveStats()
 	workStart := time.Now()
 	env := c.newFaultEnv(workStart)
-	c.Record(results.Event{Type: results.EventWorkloadStart})
+	c.Record(records.Event{Type: records.EventWorkloadStart})
 
 	// The workload runs on its own context: on Ctrl-C the agents are asked to stop their
 	// schedules first, so the operations in flight are still recorded.
@@ -44,7 +44,7 @@ func (c *Cluster) runSchedule(ctx context.Context, o Options) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := c.Agents[n.Name].Client().RunWorkload(wctx, spec, func(op results.Op) error {
+			err := c.Agents[n.Name].Client().RunWorkload(wctx, spec, func(op records.Op) error {
 				stats.add(op)
 				return c.Ops.Append(op)
 			})
@@ -83,7 +83,7 @@ func (c *Cluster) runSchedule(ctx context.Context, o Options) error {
 		}
 	}
 	<-faultDone
-	c.Record(results.Event{Type: results.EventWorkloadEnd})
+	c.Record(records.Event{Type: records.EventWorkloadEnd})
 	if o.TTY && o.Progress != nil {
 		fmt.Fprint(o.Progress, "\r\033[K")
 	}
@@ -116,7 +116,7 @@ type liveStats struct {
 
 func newLiveStats() *liveStats { return &liveStats{} }
 
-func (s *liveStats) add(op results.Op) {
+func (s *liveStats) add(op records.Op) {
 	if !op.OK() {
 		return
 	}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 )
 
 func median(xs []float64) float64 {
@@ -54,7 +54,7 @@ func TestWanRun(t *testing.T) {
 	if conf["shaper_backend"] != want || conf["number_clients"] != 5.0 || conf["link_latency"] != 40.0 {
 		t.Errorf("config.json: shaper_backend %v (want %s), number_clients %v, link_latency %v", conf["shaper_backend"], want, conf["number_clients"], conf["link_latency"])
 	}
-	run, err := results.Load(out.RunDir)
+	run, err := records.Load(out.RunDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,12 +102,12 @@ func TestSlowLeaderRun(t *testing.T) {
 		t.Fatalf("run: %v", err)
 	}
 	assertNothingLeft(t, out.RunID)
-	run, err := results.Load(out.RunDir)
+	run, err := records.Load(out.RunDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	start, ok := firstEvent(run.Events, results.EventFaultStart)
-	end, ok2 := firstEvent(run.Events, results.EventFaultEnd)
+	start, ok := firstEvent(run.Events, records.EventFaultStart)
+	end, ok2 := firstEvent(run.Events, records.EventFaultEnd)
 	if !ok || !ok2 {
 		t.Fatalf("no fault-start/fault-end in %v", run.Events)
 	}

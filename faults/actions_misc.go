@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 )
 
 // The actions on data dirs, and the ones that only wait or look.
@@ -41,7 +41,7 @@ func (a dataAction) Run(ctx context.Context, call *Call) error {
 		} else if err := d.Cleanup(ctx, n); err != nil {
 			return fmt.Errorf("cleanup %s: %w", n, err)
 		}
-		call.Record(results.EventFaultAction, a.name, []string{n}, detail)
+		call.Record(records.EventFaultAction, a.name, []string{n}, detail)
 	}
 	return nil
 }
@@ -60,7 +60,7 @@ func (sleepAction) Check(s Step, _ Cluster) []FieldError {
 }
 
 func (sleepAction) Run(ctx context.Context, call *Call) error {
-	call.Record(results.EventFaultAction, "sleep", nil, call.Step.For.String())
+	call.Record(records.EventFaultAction, "sleep", nil, call.Step.For.String())
 	call.Sleep(ctx, call.Step.For.D())
 	return nil
 }
@@ -76,7 +76,7 @@ func (waitHealthyAction) Form() Form {
 }
 
 func (waitHealthyAction) Run(ctx context.Context, call *Call) error {
-	call.Record(results.EventFaultAction, "wait-healthy", nil, "")
+	call.Record(records.EventFaultAction, "wait-healthy", nil, "")
 	return waitHealthy(ctx, call)
 }
 
@@ -95,7 +95,7 @@ func waitHealthy(ctx context.Context, call *Call) error {
 	if err := cv.WaitHealthy(ctx, timeout); err != nil {
 		return err
 	}
-	call.Record(results.EventFaultAction, "healthy", nil, fmt.Sprintf("after %.2f s", (call.Since()-began).Seconds()))
+	call.Record(records.EventFaultAction, "healthy", nil, fmt.Sprintf("after %.2f s", (call.Since()-began).Seconds()))
 	return nil
 }
 

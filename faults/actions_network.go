@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/shaping"
 	"github.com/dtlab/dt/topology"
 )
@@ -193,7 +193,7 @@ func (healAction) Run(ctx context.Context, call *Call) error {
 			names = append(names, e.Label)
 		}
 	}
-	call.Record(results.EventFaultAction, "heal", nil, strings.Join(names, ", "))
+	call.Record(records.EventFaultAction, "heal", nil, strings.Join(names, ", "))
 	call.Heal(ctx, match)
 	return nil
 }
@@ -256,7 +256,7 @@ func (recoverPort) Form() Form {
 func (recoverPort) Run(ctx context.Context, call *Call) error {
 	s := call.Step
 	tag := portTag(s.Port, s.Proto)
-	call.Record(results.EventFaultAction, "recoverport", call.Targets, tag)
+	call.Record(records.EventFaultAction, "recoverport", call.Targets, tag)
 	var missing []string
 	for _, n := range call.Targets {
 		if !call.UndoOn(ctx, n, func(e Effect) bool { return e.Action == "dropport" && e.Tag == tag }) {

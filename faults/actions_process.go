@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 )
 
 // The actions on the system's processes.
@@ -87,13 +87,13 @@ func (a upAction) Run(ctx context.Context, call *Call) error {
 	if err != nil {
 		return err
 	}
-	call.Record(results.EventFaultAction, a.name, call.Targets, "")
+	call.Record(records.EventFaultAction, a.name, call.Targets, "")
 	down := call.sc.eng.Down()
 	for _, n := range call.Targets {
 		// Restarting a member that runs is a disruption of its own: a window around it.
 		window := a.name == "restart" && down[n] == ""
 		if window {
-			call.Record(results.EventFaultStart, a.name, []string{n}, "the member was running")
+			call.Record(records.EventFaultStart, a.name, []string{n}, "the member was running")
 		}
 		err := a.do(p, ctx, n)
 		if window {
@@ -101,7 +101,7 @@ func (a upAction) Run(ctx context.Context, call *Call) error {
 			if err != nil {
 				detail = "failed: " + err.Error()
 			}
-			call.Record(results.EventFaultEnd, a.name, []string{n}, detail)
+			call.Record(records.EventFaultEnd, a.name, []string{n}, detail)
 		}
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", a.name, n, err)
@@ -127,7 +127,7 @@ func (initAction) Run(ctx context.Context, call *Call) error {
 	if err != nil {
 		return err
 	}
-	call.Record(results.EventFaultAction, "init", nil, "")
+	call.Record(records.EventFaultAction, "init", nil, "")
 	for _, n := range call.Env().Servers() {
 		if err := p.Start(ctx, n); err != nil {
 			return fmt.Errorf("start %s: %w", n, err)
@@ -173,10 +173,10 @@ func (killUntilSnapshot) Run(ctx context.Context, call *Call) error {
 		}
 		applied[n] = a
 	}
-	call.Record(results.EventFaultStart, "kill", targets, fmt.Sprintf("applied index %v", applied))
+	call.Record(records.EventFaultStart, "kill", targets, fmt.Sprintf("applied index %v", applied))
 	for _, n := range targets {
 		if err := p.Kill(ctx, n); err != nil {
-			call.Record(results.EventFaultEnd, "", targets, "failed")
+			call.Record(records.EventFaultEnd, "", targets, "failed")
 			return fmt.Errorf("kill %s: %w", n, err)
 		}
 	}
@@ -211,7 +211,7 @@ func (killUntilSnapshot) Run(ctx context.Context, call *Call) error {
 		case <-tick.C:
 		}
 	}
-	call.Record(results.EventFaultAction, "restart", targets, detail)
+	call.Record(records.EventFaultAction, "restart", targets, detail)
 	cctx, cancel := cleanupCtx()
 	defer cancel()
 	var errs []error
@@ -220,7 +220,7 @@ func (killUntilSnapshot) Run(ctx context.Context, call *Call) error {
 			errs = append(errs, fmt.Errorf("restart %s: %w", n, err))
 		}
 	}
-	call.Record(results.EventFaultEnd, "", targets, detail)
+	call.Record(records.EventFaultEnd, "", targets, detail)
 	if strings.HasPrefix(detail, "timeout") {
 		errs = append(errs, errors.New(detail))
 	}

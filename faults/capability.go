@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/shaping"
 	"github.com/dtlab/dt/topology"
 )
@@ -26,7 +26,7 @@ type Env interface {
 	Servers() []string
 	Nodes() []string
 	// Record appends an event to events.jsonl, stamping it with the current run time.
-	Record(e results.Event)
+	Record(e records.Event)
 	// Since is the time since the workload started (the fault schedule's zero).
 	Since() time.Duration
 	// Rand is the run's seeded source: the same seed picks the same targets. The engine

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 )
 
 // TestDegradeFaults: each degrading fault records its targets and amounts before it
@@ -40,7 +40,7 @@ func TestDegradeFaults(t *testing.T) {
 			f.log[2] != "event fault-action heal" || !strings.HasPrefix(f.log[3], "unimpair") || !strings.HasPrefix(f.log[4], "event fault-end") {
 			t.Errorf("%s: log %q, want fault-start, %q, heal recorded, the undo, fault-end", tc.name, f.log, tc.impair)
 		}
-		if ev := f.events[0]; ev.Type != results.EventFaultStart || !strings.Contains(ev.Detail, tc.detail) || len(ev.Targets) == 0 {
+		if ev := f.events[0]; ev.Type != records.EventFaultStart || !strings.Contains(ev.Detail, tc.detail) || len(ev.Targets) == 0 {
 			t.Errorf("%s: fault-start %+v, want targets and %q", tc.name, ev, tc.detail)
 		}
 		if f.cuts != 0 {

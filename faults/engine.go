@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 )
 
 // Engine runs steps against one Env: every source of faults — a run's timeline (named
@@ -65,7 +65,7 @@ func (e *Engine) RunFrom(ctx context.Context, steps []Step, end, now time.Durati
 	return e.runFrom(ctx, steps, end, now, nil)
 }
 
-func (e *Engine) runFrom(ctx context.Context, steps []Step, end, now time.Duration, notify func(results.Event)) error {
+func (e *Engine) runFrom(ctx context.Context, steps []Step, end, now time.Duration, notify func(records.Event)) error {
 	sc := e.newScope(e.env.Since() - now)
 	sc.notify = notify
 	defer sc.close()
@@ -217,7 +217,7 @@ type scope struct {
 	cancelBg context.CancelFunc
 	wg       sync.WaitGroup
 
-	notify func(results.Event) // sees every event the scope records, if set
+	notify func(records.Event) // sees every event the scope records, if set
 
 	mu       sync.Mutex
 	resolved map[string][]string // step id -> its resolved targets
@@ -276,11 +276,11 @@ func (sc *scope) fail(label string, err error) {
 	sc.mu.Lock()
 	sc.errs = append(sc.errs, err)
 	sc.mu.Unlock()
-	sc.emit(results.Event{Type: results.EventError, Fault: label, Detail: err.Error()})
+	sc.emit(records.Event{Type: records.EventError, Fault: label, Detail: err.Error()})
 }
 
 // emit records an event and shows it to the scope's observer.
-func (sc *scope) emit(e results.Event) {
+func (sc *scope) emit(e records.Event) {
 	sc.env().Record(e)
 	if sc.notify != nil {
 		sc.notify(e)
@@ -294,7 +294,7 @@ func (sc *scope) err() error {
 }
 
 func (sc *scope) record(typ, label, action string, targets []string, detail string) {
-	sc.emit(results.Event{Type: typ, Fault: label, Action: action, Targets: targets, Detail: detail})
+	sc.emit(records.Event{Type: typ, Fault: label, Action: action, Targets: targets, Detail: detail})
 }
 
 // fire runs one step.
@@ -364,10 +364,10 @@ func (sc *scope) apply(ctx context.Context, call *Call, ch Change) error {
 		return x, nil
 	}
 	if s.Every == 0 {
-		sc.record(results.EventFaultStart, label, s.Action, ch.Nodes, ch.Text)
+		sc.record(records.EventFaultStart, label, s.Action, ch.Nodes, ch.Text)
 		x, err := do(ctx)
 		if err != nil {
-			sc.record(results.EventFaultEnd, label, "", ch.Nodes, "failed: "+err.Error())
+			sc.record(records.EventFaultEnd, label, "", ch.Nodes, "failed: "+err.Error())
 			return err
 		}
 		sc.add(x)
@@ -377,16 +377,16 @@ func (sc *scope) apply(ctx context.Context, call *Call, ch Change) error {
 		return nil
 	}
 	// Repeating: on for For, off until the next Every, until Until; one window.
-	sc.record(results.EventFaultStart, label, "", ch.Nodes, fmt.Sprintf("%s every %v for %v until %v", ch.Text, s.Every, s.For, s.Until))
+	sc.record(records.EventFaultStart, label, "", ch.Nodes, fmt.Sprintf("%s every %v for %v until %v", ch.Text, s.Every, s.For, s.Until))
 	sc.wg.Add(1)
 	go func() {
 		defer sc.wg.Done()
-		defer sc.record(results.EventFaultEnd, label, "", ch.Nodes, "")
+		defer sc.record(records.EventFaultEnd, label, "", ch.Nodes, "")
 		for at := sc.since(); at < s.Until.D(); at += s.Every.D() {
 			if !sc.sleepUntil(sc.bg, at) {
 				return
 			}
-			sc.record(results.EventFaultAction, label, s.Action, ch.Nodes, ch.Text)
+			sc.record(records.EventFaultAction, label, s.Action, ch.Nodes, ch.Text)
 			x, err := do(sc.bg)
 			if err != nil {
 				sc.fail(label, err)
@@ -471,14 +471,14 @@ func (sc *scope) undo(ctx context.Context, x *effect, node, by string) bool {
 	if by != "" && by != x.label {
 		detail = "by " + by
 	}
-	sc.record(results.EventFaultAction, x.label, x.verb, who, detail)
+	sc.record(records.EventFaultAction, x.label, x.verb, who, detail)
 	for _, u := range todo {
 		if err := u(ctx); err != nil {
 			sc.fail(x.label, fmt.Errorf("undo %s %v: %w", x.action, x.targets, err))
 		}
 	}
 	if closed && x.window {
-		sc.record(results.EventFaultEnd, x.label, x.verb, x.targets, "")
+		sc.record(records.EventFaultEnd, x.label, x.verb, x.targets, "")
 	}
 	return true
 }
@@ -499,7 +499,7 @@ func (e *Engine) ended(node, action string, kinds ...Kind) {
 	e.mu.Unlock()
 	for _, x := range closedFx {
 		if x.window {
-			x.sc.record(results.EventFaultEnd, x.label, action, x.targets, "")
+			x.sc.record(records.EventFaultEnd, x.label, action, x.targets, "")
 		}
 	}
 }
@@ -523,7 +523,7 @@ func (sc *scope) close() {
 	for _, x := range mine {
 		if x.kind == KindDown {
 			if x.window {
-				sc.record(results.EventFaultEnd, x.label, "", x.targets, "end of run; the killed or stopped members stay down")
+				sc.record(records.EventFaultEnd, x.label, "", x.targets, "end of run; the killed or stopped members stay down")
 			}
 			continue
 		}
@@ -552,7 +552,7 @@ func (sc *scope) probe(ctx context.Context, label string, p Probe) {
 	}
 	out := ProbeOutcome{URL: p.URL, OK: r.OK(), ProbeResult: r}
 	b, _ := json.Marshal(out)
-	sc.emit(results.Event{Type: results.EventProbe, Fault: label, Node: from, Detail: string(b)})
+	sc.emit(records.Event{Type: records.EventProbe, Fault: label, Node: from, Detail: string(b)})
 }
 
 // ProbeOutcome is the Detail of a probe event (JSON).

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 )
 
 // Params are the knobs of the fault schedule (reckon's flags).
@@ -146,7 +146,7 @@ func cleanupCtx() (context.Context, context.CancelFunc) {
 // so; p.Duration is ignored). Its steps are validated against e's nodes and capabilities
 // first. It blocks until the fault is over; when ctx ends early the fault undoes what it
 // did before RunNow returns. notify, if not nil, sees every event the fault records.
-func (e *Engine) RunNow(ctx context.Context, name string, window time.Duration, p Params, notify func(results.Event)) error {
+func (e *Engine) RunNow(ctx context.Context, name string, window time.Duration, p Params, notify func(records.Event)) error {
 	f, err := Lookup(name)
 	if err != nil {
 		return err

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/shaping"
 	"github.com/dtlab/dt/topology"
 )
@@ -22,7 +22,7 @@ type fakeEnv struct {
 	leader  string
 	rng     *rand.Rand
 	log     []string
-	events  []results.Event
+	events  []records.Event
 	cuts    int // currently installed
 	paused  map[string]bool
 	killed  map[string]bool
@@ -82,7 +82,7 @@ func (f *fakeEnv) Continue(_ context.Context, n string) error {
 	delete(f.paused, n)
 	return nil
 }
-func (f *fakeEnv) Record(e results.Event) {
+func (f *fakeEnv) Record(e records.Event) {
 	f.mu.Lock()
 	f.events = append(f.events, e)
 	f.log = append(f.log, "event "+e.Type+" "+e.Action)
@@ -203,7 +203,7 @@ type timedEnv struct {
 	times map[string]time.Duration
 }
 
-func (e *timedEnv) Record(ev results.Event) {
+func (e *timedEnv) Record(ev records.Event) {
 	e.times[ev.Type] = e.Since()
 	e.fakeEnv.Record(ev)
 }

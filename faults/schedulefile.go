@@ -11,9 +11,6 @@ import (
 	"strings"
 )
 
-// ScheduleFileName is the name of a run's schedule file in its directory.
-const ScheduleFileName = "schedule.json"
-
 // ScheduleVersion is the version of the schedule file format WriteSchedule writes and
 // ReadSchedule reads.
 const ScheduleVersion = 1

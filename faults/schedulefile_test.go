@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dtlab/dt/records"
 )
 
 func TestScheduleRoundTrip(t *testing.T) {
@@ -17,7 +19,7 @@ func TestScheduleRoundTrip(t *testing.T) {
 	in := ScheduleFile{Kind: "random", Name: "random", Seed: o.Seed, MTBF: Duration(o.MTBF),
 		Faults: RandomKinds(), Duration: Duration(o.Duration), Steps: steps}
 	dir := t.TempDir()
-	path := filepath.Join(dir, ScheduleFileName)
+	path := filepath.Join(dir, records.ScheduleFile)
 	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 )
 
 func ms(n int) *Duration { return at(time.Duration(n) * time.Millisecond) }
@@ -55,9 +55,9 @@ func TestTimelineStepsInOrderWithUndos(t *testing.T) {
 	open := map[string]int{}
 	for _, e := range f.events {
 		switch e.Type {
-		case results.EventFaultStart:
+		case records.EventFaultStart:
 			open[e.Fault]++
-		case results.EventFaultEnd:
+		case records.EventFaultEnd:
 			open[e.Fault]--
 		}
 	}
@@ -68,7 +68,7 @@ func TestTimelineStepsInOrderWithUndos(t *testing.T) {
 	}
 	var probes []ProbeOutcome
 	for _, e := range f.events {
-		if e.Type == results.EventProbe {
+		if e.Type == records.EventProbe {
 			var o ProbeOutcome
 			if err := json.Unmarshal([]byte(e.Detail), &o); err != nil {
 				t.Fatal(err)
@@ -100,7 +100,7 @@ func TestUndoneKillsStayDownAtTheEndButPausesContinue(t *testing.T) {
 	last := f.events[len(f.events)-1]
 	ends := 0
 	for _, e := range f.events {
-		if e.Type == results.EventFaultEnd {
+		if e.Type == records.EventFaultEnd {
 			ends++
 		}
 	}
@@ -151,7 +151,7 @@ func TestKillUntilSnapshotWaitsForTheLeadersSnapshot(t *testing.T) {
 		t.Fatalf("log %q: want kill, then restart once the snapshot passed", f.log)
 	}
 	end := f.events[len(f.events)-1]
-	if end.Type != results.EventFaultEnd || !strings.Contains(end.Detail, "compacted its log to index 120 > 100") {
+	if end.Type != records.EventFaultEnd || !strings.Contains(end.Detail, "compacted its log to index 120 > 100") {
 		t.Errorf("end %+v", end)
 	}
 }
@@ -171,7 +171,7 @@ func TestFailingStepIsRecordedAndTheTimelineGoesOn(t *testing.T) {
 		t.Errorf("the timeline stopped at the failing step: %q", f.log)
 	}
 	for _, e := range f.events {
-		if e.Type == results.EventProbe && !strings.Contains(e.Detail, `"ok":false`) {
+		if e.Type == records.EventProbe && !strings.Contains(e.Detail, `"ok":false`) {
 			t.Errorf("a 503 probe must be recorded as failed: %s", e.Detail)
 		}
 	}
@@ -314,7 +314,7 @@ func TestOverlappingFaultsHealIndependently(t *testing.T) {
 	}
 	var ends []string
 	for _, e := range f.events {
-		if e.Type == results.EventFaultEnd {
+		if e.Type == records.EventFaultEnd {
 			ends = append(ends, e.Fault)
 		}
 	}

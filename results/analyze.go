@@ -13,13 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// Files Analyze writes into the run directory (plus one timeseries_<window>.csv per window
-// and VisualizationFile on a violation).
-const (
-	SummaryFile = "summary.json"
-	ReportFile  = "report.html"
+	"github.com/dtlab/dt/records"
 )
 
 // DefaultWindows are the time-series bucket widths used when Options.Windows is empty.
@@ -96,11 +91,11 @@ type Summary struct {
 	// Probes counts the probes called after fault steps; Failed ones are listed.
 	Probes *Probes `json:"probes,omitempty"`
 	// StepErrors are the fault steps that failed (error events).
-	StepErrors     []string      `json:"step_errors,omitempty"`
-	SkippedRecords int           `json:"skipped_records"`
-	Skipped        []SkippedLine `json:"skipped_lines,omitempty"`
-	Warnings       []string      `json:"warnings,omitempty"`
-	Files          []string      `json:"files"` // what Analyze wrote, relative to RunDir
+	StepErrors     []string              `json:"step_errors,omitempty"`
+	SkippedRecords int                   `json:"skipped_records"`
+	Skipped        []records.SkippedLine `json:"skipped_lines,omitempty"`
+	Warnings       []string              `json:"warnings,omitempty"`
+	Files          []string              `json:"files"` // what Analyze wrote, relative to RunDir
 }
 
 // Probes is what the probes after fault steps answered.
@@ -121,10 +116,10 @@ type ProbeFailure struct {
 }
 
 // probes summarises the probe events (Detail: {"url","ok","status","error",...}).
-func probes(events []Event) *Probes {
+func probes(events []records.Event) *Probes {
 	var p Probes
 	for _, ev := range events {
-		if ev.Type != EventProbe {
+		if ev.Type != records.EventProbe {
 			continue
 		}
 		var d struct {
@@ -245,7 +240,7 @@ func Analyze(runDir string, opts Options) (*Summary, error) {
 		slog.Debug("analyze", "dir", runDir, "phase", name, "took", time.Since(phase).Round(time.Millisecond))
 		phase = time.Now()
 	}
-	run, err := Load(runDir)
+	run, err := records.Load(runDir)
 	if err != nil {
 		return nil, fmt.Errorf("analyze: %w", err)
 	}
@@ -254,13 +249,13 @@ func Analyze(runDir string, opts Options) (*Summary, error) {
 	sum := a.summarize()
 	took("summary")
 
-	vizPath := filepath.Join(runDir, VisualizationFile)
+	vizPath := filepath.Join(runDir, records.VisualizationFile)
 	sum.Linearizability = CheckLinearizability(run.Ops, opts, vizPath)
 	took("linearizability")
 	if sum.Linearizability.Result != LinViolation {
 		// a stale visualisation from an earlier analysis would contradict the new verdict
 		if err := os.Remove(vizPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-			sum.Warnings = append(sum.Warnings, fmt.Sprintf("remove stale %s: %v", VisualizationFile, err))
+			sum.Warnings = append(sum.Warnings, fmt.Sprintf("remove stale %s: %v", records.VisualizationFile, err))
 		}
 	}
 
@@ -280,7 +275,7 @@ func Analyze(runDir string, opts Options) (*Summary, error) {
 			sum.Warnings = append(sum.Warnings, fmt.Sprintf("no %s time series: too many buckets for the run's time span", w))
 		}
 		series[w] = s
-		name := seriesFileName(w)
+		name := records.SeriesFile(w)
 		note(name, writeFileAtomic(filepath.Join(runDir, name), func(f *os.File) error { return s.WriteCSV(f, a.faults) }))
 	}
 	took("time series")
@@ -302,14 +297,14 @@ func Analyze(runDir string, opts Options) (*Summary, error) {
 	if sum.Linearizability.Visualization != "" {
 		written = append(written, sum.Linearizability.Visualization)
 	}
-	written = append(written, SummaryFile, ReportFile)
+	written = append(written, records.SummaryFile, records.ReportFile)
 	sum.Files = written
-	note("", writeFileAtomic(filepath.Join(runDir, SummaryFile), func(f *os.File) error {
+	note("", writeFileAtomic(filepath.Join(runDir, records.SummaryFile), func(f *os.File) error {
 		enc := json.NewEncoder(f)
 		enc.SetIndent("", "  ")
 		return enc.Encode(sum)
 	}))
-	note("", writeFileAtomic(filepath.Join(runDir, ReportFile), func(f *os.File) error {
+	note("", writeFileAtomic(filepath.Join(runDir, records.ReportFile), func(f *os.File) error {
 		return writeReport(f, run, sum, plots)
 	}))
 	took("report")
@@ -361,7 +356,7 @@ const (
 // analysis is a loaded run prepared for the statistics: operations sorted two ways, the
 // workload period, the fault windows and leader changes.
 type analysis struct {
-	run      *Run
+	run      *records.Run
 	period   Interval
 	byStart  []opPoint // sorted by start
 	okDone   []float64 // completion times of successes, sorted
@@ -373,14 +368,14 @@ type analysis struct {
 
 // opStart is when the operation was scheduled to start: expected_start when the client
 // recorded one (open loop), else when it was sent.
-func opStart(op *Op) float64 {
+func opStart(op *records.Op) float64 {
 	if op.ExpectedStart > 0 && op.ExpectedStart <= op.Submitted {
 		return op.ExpectedStart
 	}
 	return op.Submitted
 }
 
-func prepare(run *Run) *analysis {
+func prepare(run *records.Run) *analysis {
 	a := &analysis{run: run}
 	a.byStart = make([]opPoint, 0, len(run.Ops))
 	minStart, maxDone := math.Inf(1), math.Inf(-1)
@@ -393,9 +388,9 @@ func prepare(run *Run) *analysis {
 		p.lat = (p.done - p.start) * 1000
 		a.counts.Total++
 		switch op.Kind {
-		case KindRead:
+		case records.KindRead:
 			a.counts.Reads++
-		case KindWrite:
+		case records.KindWrite:
 			a.counts.Writes++
 		}
 		switch {
@@ -403,7 +398,7 @@ func prepare(run *Run) *analysis {
 			p.state = stOK
 			a.counts.OK++
 			a.okDone = append(a.okDone, p.done)
-		case op.Result == ResultOverload:
+		case op.Result == records.ResultOverload:
 			p.state = stOverload
 			p.done = p.start
 			a.counts.Overload++
@@ -432,11 +427,11 @@ func prepare(run *Run) *analysis {
 	for _, ev := range run.Events {
 		lastT = max(lastT, ev.T)
 		switch ev.Type {
-		case EventWorkloadStart:
+		case records.EventWorkloadStart:
 			if math.IsNaN(ws) {
 				ws = ev.T
 			}
-		case EventWorkloadEnd:
+		case records.EventWorkloadEnd:
 			we = ev.T
 		}
 	}
@@ -459,7 +454,7 @@ func prepare(run *Run) *analysis {
 
 // faultWindows pairs fault-start and fault-end events (by fault name, first in first out)
 // and collects the leader events.
-func faultWindows(events []Event) ([]FaultWindow, []LeaderEvent) {
+func faultWindows(events []records.Event) ([]FaultWindow, []LeaderEvent) {
 	var faults []FaultWindow
 	var leaders []LeaderEvent
 	open := []int{} // indices of open windows, oldest first
@@ -473,19 +468,19 @@ func faultWindows(events []Event) ([]FaultWindow, []LeaderEvent) {
 	}
 	for _, ev := range events {
 		switch ev.Type {
-		case EventFaultStart:
+		case records.EventFaultStart:
 			f := FaultWindow{Name: ev.Fault, Targets: ev.Targets, Start: ev.T, Detail: ev.Detail}
 			if ev.Action != "" { // the first action may be logged with the start
 				f.Actions = []FaultAction{{T: ev.T, Action: ev.Action, Targets: ev.Targets, Detail: ev.Detail}}
 			}
 			faults = append(faults, f)
 			open = append(open, len(faults)-1)
-		case EventFaultAction:
+		case records.EventFaultAction:
 			if k := find(ev.Fault); k >= 0 {
 				f := &faults[open[k]]
 				f.Actions = append(f.Actions, FaultAction{T: ev.T, Action: ev.Action, Targets: ev.Targets, Detail: ev.Detail})
 			}
-		case EventFaultEnd:
+		case records.EventFaultEnd:
 			k := -1
 			for j, idx := range open { // the oldest open window of that fault
 				if ev.Fault == "" || faults[idx].Name == ev.Fault {
@@ -498,7 +493,7 @@ func faultWindows(events []Event) ([]FaultWindow, []LeaderEvent) {
 				faults[open[k]].End = &t
 				open = slices.Delete(open, k, k+1)
 			}
-		case EventLeader:
+		case records.EventLeader:
 			leaders = append(leaders, LeaderEvent{T: ev.T, Leader: ev.Leader, Term: ev.Term})
 		}
 	}
@@ -530,7 +525,7 @@ func (a *analysis) summarize() *Summary {
 	s.Title, s.Params = runTitle(run)
 	s.Probes = probes(run.Events)
 	for _, ev := range run.Events {
-		if ev.Type == EventError && ev.Fault != "" {
+		if ev.Type == records.EventError && ev.Fault != "" {
 			s.StepErrors = append(s.StepErrors, fmt.Sprintf("%.2f s %s: %s", ev.T, ev.Fault, ev.Detail))
 		}
 	}
@@ -754,7 +749,7 @@ var paramKeys = []string{"rate", "number_nodes", "number_clients", "duration", "
 
 // runTitle names a run from its config ("etcd simple uniform leader") and returns the
 // parameters it used; without a config it falls back on the run directory's name.
-func runTitle(run *Run) (string, map[string]any) {
+func runTitle(run *records.Run) (string, map[string]any) {
 	params := map[string]any{}
 	var parts []string
 	for _, k := range append(append([]string{}, titleKeys...), paramKeys...) {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dtlab/dt/records"
 )
 
 // runDir returns a fresh run directory; with DT_KEEP_RESULTS=dir set it is dir/<test name>
@@ -97,7 +99,7 @@ func TestAnalyzeKnownGap(t *testing.T) {
 	}
 
 	// summary.json is the same summary, snake_case.
-	b, err := os.ReadFile(filepath.Join(dir, SummaryFile))
+	b, err := os.ReadFile(filepath.Join(dir, records.SummaryFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +125,7 @@ func TestAnalyzeKnownGap(t *testing.T) {
 
 	// CSVs: one per default window, buckets that add up.
 	for _, w := range DefaultWindows {
-		rows := readCSV(t, filepath.Join(dir, seriesFileName(w)))
+		rows := readCSV(t, filepath.Join(dir, records.SeriesFile(w)))
 		if rows[0][0] != "t_start_s" || rows[0][5] != "throughput_ok_per_s" || rows[0][8] != "latency_p50_ms" {
 			t.Errorf("%s header = %v", w, rows[0])
 		}
@@ -136,7 +138,7 @@ func TestAnalyzeKnownGap(t *testing.T) {
 			t.Errorf("%s csv: ok %d failed %d, want %d %d", w, ok, failed, sum.Ops.OK, sum.Ops.Failed)
 		}
 	}
-	rows := readCSV(t, filepath.Join(dir, seriesFileName(time.Second)))
+	rows := readCSV(t, filepath.Join(dir, records.SeriesFile(time.Second)))
 	for _, r := range rows[1:] {
 		start, _ := strconv.ParseFloat(r[0], 64)
 		switch start {
@@ -181,11 +183,11 @@ func atoi(t *testing.T, s string) int {
 func TestRunSeries(t *testing.T) {
 	dir := t.TempDir()
 	leaderRun().write(t, dir)
-	run, err := Load(dir)
+	run, err := records.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := run.Series(time.Second)
+	s := SeriesOf(run, time.Second)
 	ok := 0
 	for _, b := range s.Buckets {
 		ok += b.OK
@@ -206,17 +208,17 @@ func TestRunSeries(t *testing.T) {
 func TestLeaderChangesAndShortWindows(t *testing.T) {
 	dir := t.TempDir()
 	s := leaderRun()
-	events := []Event{
-		{T: 0, Type: EventRunStart},
-		{T: 1, Type: EventLeader, Leader: "s1", Term: 2},
-		{T: 2, Type: EventWorkloadStart},
-		{T: 3, Type: EventLeader, Leader: "s1", Term: 2}, // same leadership seen again
-		{T: 12, Type: EventFaultStart, Fault: "partial-partition", Action: "partition", Targets: []string{"s1", "s3"}},
-		{T: 13, Type: EventLeader, Term: 2}, // none known
-		{T: 14, Type: EventLeader, Leader: "s1", Term: 6},
-		{T: 15, Type: EventTerm, Node: "s3", Term: 7},
-		{T: 31.9, Type: EventFaultEnd, Fault: "partial-partition", Action: "heal"},
-		{T: 32, Type: EventWorkloadEnd},
+	events := []records.Event{
+		{T: 0, Type: records.EventRunStart},
+		{T: 1, Type: records.EventLeader, Leader: "s1", Term: 2},
+		{T: 2, Type: records.EventWorkloadStart},
+		{T: 3, Type: records.EventLeader, Leader: "s1", Term: 2}, // same leadership seen again
+		{T: 12, Type: records.EventFaultStart, Fault: "partial-partition", Action: "partition", Targets: []string{"s1", "s3"}},
+		{T: 13, Type: records.EventLeader, Term: 2}, // none known
+		{T: 14, Type: records.EventLeader, Leader: "s1", Term: 6},
+		{T: 15, Type: records.EventTerm, Node: "s3", Term: 7},
+		{T: 31.9, Type: records.EventFaultEnd, Fault: "partial-partition", Action: "heal"},
+		{T: 32, Type: records.EventWorkloadEnd},
 	}
 	writeRun(t, dir, s.config(), s.ops(), events)
 	sum, err := Analyze(dir, Options{CheckTimeout: 10 * time.Second})

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dtlab/dt/records"
 )
 
 // BenchmarkAnalyze1M analyses a synthetic run of one million operations (1000 s at
@@ -24,7 +26,7 @@ func BenchmarkAnalyze1M(b *testing.B) {
 		faultStart: 400, faultEnd: 600, outageFrom: 400, outageTo: 403, timeoutS: 1, appliedRatio: 0.5,
 	}
 	writeRunFast(b, dir, s)
-	st, _ := os.Stat(filepath.Join(dir, OpsFile))
+	st, _ := os.Stat(filepath.Join(dir, records.OpsFile))
 	b.Logf("ops.jsonl: %d MiB", st.Size()>>20)
 	resetPeakRSS()
 
@@ -73,7 +75,7 @@ func BenchmarkAnalyze1M(b *testing.B) {
 func writeRunFast(b *testing.B, dir string, s synth) {
 	b.Helper()
 	writeRun(b, dir, s.config(), nil, s.events())
-	f, err := os.Create(filepath.Join(dir, OpsFile))
+	f, err := os.Create(filepath.Join(dir, records.OpsFile))
 	if err != nil {
 		b.Fatal(err)
 	}

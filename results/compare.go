@@ -23,6 +23,8 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
 	"gonum.org/v1/plot/vg/vgsvg"
+
+	"github.com/dtlab/dt/records"
 )
 
 // Files Compare writes into its output directory.
@@ -58,7 +60,7 @@ func CompareTo(w io.Writer, runDirs []string, outDir string) error {
 	}
 	var runs []*compared
 	for _, d := range runDirs {
-		run, err := Load(d)
+		run, err := records.Load(d)
 		if err != nil {
 			return fmt.Errorf("compare: %w", err)
 		}
@@ -71,7 +73,7 @@ func CompareTo(w io.Writer, runDirs []string, outDir string) error {
 		c.series = a.seriesAt(c.origin, time.Second)
 		// The linearizability verdict comes from the run's own analysis, if it had one;
 		// Compare does not re-check.
-		if b, err := os.ReadFile(filepath.Join(d, SummaryFile)); err == nil {
+		if b, err := os.ReadFile(filepath.Join(d, records.SummaryFile)); err == nil {
 			var prev Summary
 			if json.Unmarshal(b, &prev) == nil && prev.Linearizability.Result != "" {
 				c.lin = prev.Linearizability.Result

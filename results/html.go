@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/dtlab/dt/records"
 )
 
 // maxEventRows bounds the event timeline in the report; events.jsonl has them all.
@@ -171,7 +173,7 @@ pre{background:#f7f7f7;border:1px solid #e5e5e5;padding:8px;overflow:auto;max-he
 
 // writeReport writes report.html: one file with everything inlined (CSS, plots as data:
 // URIs) and relative links to the raw files beside it.
-func writeReport(w io.Writer, run *Run, s *Summary, plots []plotFile) error {
+func writeReport(w io.Writer, run *records.Run, s *Summary, plots []plotFile) error {
 	d := reportData{S: s}
 	for _, p := range plots {
 		d.Plots = append(d.Plots, reportPlot{
@@ -196,9 +198,9 @@ func writeReport(w io.Writer, run *Run, s *Summary, plots []plotFile) error {
 	} else {
 		d.Config = "(no config.json)"
 	}
-	names := []string{ConfigFile, OpsFile, EventsFile, SummaryFile}
+	names := []string{records.ConfigFile, records.OpsFile, records.EventsFile, records.SummaryFile}
 	names = append(names, s.Files...)
-	seen := map[string]bool{ReportFile: true}
+	seen := map[string]bool{records.ReportFile: true}
 	for _, n := range names {
 		if seen[n] {
 			continue
@@ -206,11 +208,11 @@ func writeReport(w io.Writer, run *Run, s *Summary, plots []plotFile) error {
 		seen[n] = true
 		if st, err := os.Stat(filepath.Join(run.Dir, n)); err == nil {
 			d.Files = append(d.Files, fileLink{Name: n, Href: n, Size: humanSize(st.Size())})
-		} else if n == SummaryFile {
+		} else if n == records.SummaryFile {
 			d.Files = append(d.Files, fileLink{Name: n, Href: n})
 		}
 	}
-	logs := filepath.Join(run.Dir, LogsDir)
+	logs := filepath.Join(run.Dir, records.LogsDir)
 	_ = filepath.WalkDir(logs, func(path string, e fs.DirEntry, err error) error {
 		if err != nil || e.IsDir() {
 			return nil
@@ -234,7 +236,7 @@ func writeReport(w io.Writer, run *Run, s *Summary, plots []plotFile) error {
 	return nil
 }
 
-func eventRowOf(ev Event) eventRow {
+func eventRowOf(ev records.Event) eventRow {
 	r := eventRow{T: fmt.Sprintf("%.3f", ev.T), Type: ev.Type}
 	var parts []string
 	add := func(k, v string) {
@@ -255,15 +257,15 @@ func eventRowOf(ev Event) eventRow {
 	add("", ev.Detail)
 	r.Text = strings.Join(parts, " · ")
 	switch ev.Type {
-	case EventFaultStart, EventFaultEnd:
+	case records.EventFaultStart, records.EventFaultEnd:
 		r.Class = "fault"
-	case EventFaultAction:
+	case records.EventFaultAction:
 		r.Class = "action"
-	case EventLeader:
+	case records.EventLeader:
 		r.Class = "leader"
-	case EventError:
+	case records.EventError:
 		r.Class = "error"
-	case EventProbe:
+	case records.EventProbe:
 		r.Class = "action"
 		if strings.Contains(ev.Detail, `"ok":false`) {
 			r.Class = "error"

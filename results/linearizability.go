@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/dtlab/dt/records"
 )
 
 // Linearizability results.
@@ -27,9 +29,6 @@ const (
 	LinUnknown   = "unknown"
 	LinSkipped   = "skipped" // the check was disabled (CheckTimeout < 0)
 )
-
-// VisualizationFile is written next to the report when the check finds a violation.
-const VisualizationFile = "linearizability.html"
 
 // Linearizability is the outcome of checking the key/value history against a register
 // per key.
@@ -77,7 +76,7 @@ const (
 // writes in flight at the cut are carried over as indeterminate and reads in flight at the
 // cut are not checked. That is sound (no false violations) but can miss a violation that
 // spans a cut; Detail says how much was cut.
-func CheckLinearizability(ops []Op, opts Options, vizPath string) Linearizability {
+func CheckLinearizability(ops []records.Op, opts Options, vizPath string) Linearizability {
 	opts = opts.withDefaults()
 	start := time.Now()
 	ix := indexHistory(ops)
@@ -185,11 +184,11 @@ const never = math.MaxInt64
 // rather than millions of small boxes.
 type regInput struct {
 	write         bool
-	indeterminate bool      // a failed write: it may or may not have happened
-	unique        bool      // no other write on the key puts the same value
-	value         string    // written value
-	state         *regState // the state a write leaves, shared so Step allocates nothing
-	op            *Op       // the record, for descriptions
+	indeterminate bool        // a failed write: it may or may not have happened
+	unique        bool        // no other write on the key puts the same value
+	value         string      // written value
+	state         *regState   // the state a write leaves, shared so Step allocates nothing
+	op            *records.Op // the record, for descriptions
 }
 
 type regOutput struct {
@@ -217,25 +216,25 @@ type historyIndex struct {
 	otherKinds    int
 }
 
-func indexHistory(ops []Op) *historyIndex {
+func indexHistory(ops []records.Op) *historyIndex {
 	ix := &historyIndex{byKey: map[string][]int32{}}
 	for i := range ops {
 		op := &ops[i]
 		switch op.Kind {
-		case KindWrite, KindRead:
+		case records.KindWrite, records.KindRead:
 		default:
 			ix.otherKinds++
 			continue
 		}
 		ix.ops++
 		switch {
-		case op.Result == ResultOverload:
+		case op.Result == records.ResultOverload:
 			ix.overload++
 			continue
-		case op.Kind == KindRead && !op.OK():
+		case op.Kind == records.KindRead && !op.OK():
 			ix.failedReads++
 			continue
-		case op.Kind == KindWrite && !op.OK():
+		case op.Kind == records.KindWrite && !op.OK():
 			ix.indeterminate++
 		}
 		ix.byKey[op.Key] = append(ix.byKey[op.Key], int32(i))
@@ -257,7 +256,7 @@ func indexHistory(ops []Op) *historyIndex {
 // the indeterminate-write reductions applied (see CheckLinearizability). It returns how
 // many indeterminate writes were dropped as unobserved and a note when a read returned a
 // value no write put.
-func buildKey(ops []Op, idx []int32) (hist []porcupine.Operation, unobserved int, hint string) {
+func buildKey(ops []records.Op, idx []int32) (hist []porcupine.Operation, unobserved int, hint string) {
 	clients := map[string]int{}
 	clientID := func(c string) int {
 		id, ok := clients[c]
@@ -296,7 +295,7 @@ func buildKey(ops []Op, idx []int32) (hist []porcupine.Operation, unobserved int
 		}
 		in := &inputs[n]
 		in.op = op
-		if op.Kind == KindRead {
+		if op.Kind == records.KindRead {
 			vi := info(op.Value)
 			vi.read = true
 			vi.firstRet = min(vi.firstRet, ret)
@@ -542,7 +541,7 @@ func registerModel(wildcard bool, abort *atomic.Bool) porcupine.Model {
 			return st.value
 		},
 		DescribeOperationMetadata: func(info any) string {
-			op, ok := info.(*Op)
+			op, ok := info.(*records.Op)
 			if !ok || op == nil {
 				return ""
 			}
@@ -567,7 +566,7 @@ type keyOutcome struct {
 // checkKeys checks every key on GOMAXPROCS workers, segment after segment, until all are
 // decided, one is illegal, or the deadline passes. A segment whose search grows the heap by
 // more than opts.CheckMemory bytes is abandoned as undecided.
-func checkKeys(ops []Op, ix *historyIndex, opts Options, deadline time.Time) []keyOutcome {
+func checkKeys(ops []records.Op, ix *historyIndex, opts Options, deadline time.Time) []keyOutcome {
 	outs := make([]keyOutcome, len(ix.keys))
 	var (
 		next    atomic.Int64

@@ -12,21 +12,23 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/dtlab/dt/records"
 )
 
-func put(client, key, val string, call, ret float64) Op {
-	return Op{Client: client, Kind: KindWrite, Key: key, Value: val, ExpectedStart: call, Submitted: call, Completed: ret, Result: ResultOK}
+func put(client, key, val string, call, ret float64) records.Op {
+	return records.Op{Client: client, Kind: records.KindWrite, Key: key, Value: val, ExpectedStart: call, Submitted: call, Completed: ret, Result: records.ResultOK}
 }
 
-func get(client, key, val string, call, ret float64) Op {
-	return Op{Client: client, Kind: KindRead, Key: key, Value: val, ExpectedStart: call, Submitted: call, Completed: ret, Result: ResultOK}
+func get(client, key, val string, call, ret float64) records.Op {
+	return records.Op{Client: client, Kind: records.KindRead, Key: key, Value: val, ExpectedStart: call, Submitted: call, Completed: ret, Result: records.ResultOK}
 }
 
-func failed(o Op, result string) Op { o.Result = result; return o }
+func failed(o records.Op, result string) records.Op { o.Result = result; return o }
 
-func check(t *testing.T, ops []Op, opts Options) (Linearizability, string) {
+func check(t *testing.T, ops []records.Op, opts Options) (Linearizability, string) {
 	t.Helper()
-	viz := filepath.Join(t.TempDir(), VisualizationFile)
+	viz := filepath.Join(t.TempDir(), records.VisualizationFile)
 	if opts.CheckTimeout == 0 {
 		opts.CheckTimeout = 10 * time.Second
 	}
@@ -38,80 +40,80 @@ func TestLinearizabilityCrafted(t *testing.T) {
 	timeout := "context deadline exceeded"
 	cases := []struct {
 		name string
-		ops  []Op
+		ops  []records.Op
 		want string
 	}{
 		{"empty", nil, LinOK},
-		{"sequential", []Op{
+		{"sequential", []records.Op{
 			get("c1", "k", "", 0, 1),
 			put("c1", "k", "A", 2, 3),
 			get("c2", "k", "A", 4, 5),
 			put("c2", "k", "B", 6, 7),
 			get("c1", "k", "B", 8, 9),
 		}, LinOK},
-		{"stale read", []Op{
+		{"stale read", []records.Op{
 			put("c1", "k", "A", 0, 1),
 			put("c2", "k", "B", 2, 3),
 			get("c3", "k", "A", 4, 5), // B was acknowledged before this read began
 		}, LinViolation},
-		{"read absent after a write", []Op{
+		{"read absent after a write", []records.Op{
 			put("c1", "k", "A", 0, 1),
 			get("c2", "k", "", 2, 3),
 		}, LinViolation},
-		{"concurrent writes, either order", []Op{
+		{"concurrent writes, either order", []records.Op{
 			put("c1", "k", "A", 0, 2),
 			put("c2", "k", "B", 1, 3),
 			get("c3", "k", "A", 4, 5),
 			get("c3", "k", "A", 6, 7),
 		}, LinOK},
-		{"concurrent writes, value flips back", []Op{
+		{"concurrent writes, value flips back", []records.Op{
 			put("c1", "k", "A", 0, 2),
 			put("c2", "k", "B", 1, 3),
 			get("c3", "k", "B", 3.5, 4),
 			get("c3", "k", "A", 6, 7),
 		}, LinViolation},
-		{"failed write that happened", []Op{
+		{"failed write that happened", []records.Op{
 			put("c1", "k", "A", 0, 1),
 			failed(put("c2", "k", "B", 2, 3), timeout),
 			get("c3", "k", "B", 10, 11), // B took effect long after its client gave up
 			get("c3", "k", "B", 12, 13),
 		}, LinOK},
-		{"failed write that did not happen", []Op{
+		{"failed write that did not happen", []records.Op{
 			put("c1", "k", "A", 0, 1),
 			failed(put("c2", "k", "B", 2, 3), timeout),
 			get("c3", "k", "A", 10, 11),
 		}, LinOK},
-		{"failed write observed, then the older value", []Op{
+		{"failed write observed, then the older value", []records.Op{
 			put("c1", "k", "A", 0, 1),
 			failed(put("c2", "k", "B", 2, 3), timeout),
 			get("c3", "k", "B", 10, 11),
 			get("c3", "k", "A", 12, 13),
 		}, LinViolation},
-		{"failed write read before it was sent", []Op{
+		{"failed write read before it was sent", []records.Op{
 			get("c3", "k", "B", 0, 1),
 			failed(put("c2", "k", "B", 2, 3), timeout),
 		}, LinViolation},
-		{"overloaded write never happened", []Op{
-			failed(put("c2", "k", "B", 2, 2), ResultOverload),
+		{"overloaded write never happened", []records.Op{
+			failed(put("c2", "k", "B", 2, 2), records.ResultOverload),
 			get("c3", "k", "B", 10, 11),
 		}, LinViolation},
-		{"failed reads and overloads are ignored", []Op{
+		{"failed reads and overloads are ignored", []records.Op{
 			put("c1", "k", "A", 0, 1),
 			failed(get("c2", "k", "garbage", 2, 3), timeout),
-			failed(get("c2", "k", "", 4, 4), ResultOverload),
+			failed(get("c2", "k", "", 4, 4), records.ResultOverload),
 			get("c3", "k", "A", 5, 6),
 		}, LinOK},
-		{"read of a value nobody wrote", []Op{
+		{"read of a value nobody wrote", []records.Op{
 			get("c3", "k", "Z", 0, 1),
 		}, LinViolation},
-		{"keys are independent registers", []Op{
+		{"keys are independent registers", []records.Op{
 			put("c1", "a", "A", 0, 1),
 			put("c1", "b", "B", 2, 3),
 			get("c2", "a", "A", 4, 5),
 			get("c2", "b", "B", 4, 5),
 		}, LinOK},
-		{"many indeterminate writes, last one observed", func() []Op {
-			var ops []Op
+		{"many indeterminate writes, last one observed", func() []records.Op {
+			var ops []records.Op
 			for i := range 30 {
 				ops = append(ops, failed(put(fmt.Sprintf("c%d", i), "k", fmt.Sprint("v", i), float64(i), float64(i)+0.5), timeout))
 			}
@@ -126,7 +128,7 @@ func TestLinearizabilityCrafted(t *testing.T) {
 			}
 			_, err := os.Stat(viz)
 			if c.want == LinViolation {
-				if err != nil || lin.Visualization != VisualizationFile {
+				if err != nil || lin.Visualization != records.VisualizationFile {
 					t.Errorf("no visualisation written: %v (%+v)", err, lin)
 				}
 				if len(lin.ViolatingKeys) == 0 || lin.Detail == "" {
@@ -140,7 +142,7 @@ func TestLinearizabilityCrafted(t *testing.T) {
 }
 
 func TestLinearizabilityStaleReadReportsKey(t *testing.T) {
-	ops := []Op{
+	ops := []records.Op{
 		put("c1", "a", "A", 0, 1), get("c2", "a", "A", 2, 3),
 		put("c1", "b", "B1", 0, 1), put("c1", "b", "B2", 2, 3), get("c2", "b", "B1", 4, 5),
 	}
@@ -158,8 +160,8 @@ func TestLinearizabilityStaleReadReportsKey(t *testing.T) {
 }
 
 // randomHistory is a small random single-key history, often not linearizable.
-func randomHistory(rng *rand.Rand, n int) []Op {
-	var ops []Op
+func randomHistory(rng *rand.Rand, n int) []records.Op {
+	var ops []records.Op
 	var written []string
 	for i := range n {
 		call := rng.Float64() * 10
@@ -173,7 +175,7 @@ func randomHistory(rng *rand.Rand, n int) []Op {
 			case 0:
 				o.Result = "timeout"
 			case 1:
-				o.Result = ResultOverload
+				o.Result = records.ResultOverload
 			}
 			ops = append(ops, o)
 			continue
@@ -193,16 +195,16 @@ func randomHistory(rng *rand.Rand, n int) []Op {
 
 // plainVerdict checks ops with porcupine directly, without any of CheckLinearizability's
 // reductions: every failed write is an operation that never returns.
-func plainVerdict(ops []Op) string {
+func plainVerdict(ops []records.Op) string {
 	var hist []porcupine.Operation
 	for i := range ops {
 		o := &ops[i]
-		if o.Result == ResultOverload || (o.Kind == KindRead && !o.OK()) {
+		if o.Result == records.ResultOverload || (o.Kind == records.KindRead && !o.OK()) {
 			continue
 		}
 		ret := nanos(o.Completed)
-		in := &regInput{write: o.Kind == KindWrite, value: o.Value, op: o, state: &regState{value: o.Value, known: true}}
-		if o.Kind == KindWrite && !o.OK() {
+		in := &regInput{write: o.Kind == records.KindWrite, value: o.Value, op: o, state: &regState{value: o.Value, known: true}}
+		if o.Kind == records.KindWrite && !o.OK() {
 			ret = never
 		}
 		hist = append(hist, porcupine.Operation{ClientId: i, Call: nanos(o.Submitted), Return: ret, Input: in, Output: &regOutput{value: o.Value}})
@@ -236,7 +238,7 @@ func TestLinearizabilityReductionsKeepVerdicts(t *testing.T) {
 	}
 }
 
-func dumpOps(ops []Op) string {
+func dumpOps(ops []records.Op) string {
 	var b strings.Builder
 	for _, o := range ops {
 		fmt.Fprintf(&b, "%s %s %q [%.3f, %.3f] %s\n", o.Client, o.Kind, o.Value, o.Submitted, o.Completed, o.Result)
@@ -272,10 +274,10 @@ func TestLinearizabilityViolationInLongHistory(t *testing.T) {
 	// Make one read in the after window return the value of a write long overwritten.
 	var old string
 	for i := range ops {
-		if ops[i].Kind == KindWrite && ops[i].OK() && ops[i].Submitted > 5 && old == "" {
+		if ops[i].Kind == records.KindWrite && ops[i].OK() && ops[i].Submitted > 5 && old == "" {
 			old = ops[i].Value
 		}
-		if ops[i].Kind == KindRead && ops[i].OK() && ops[i].Submitted > 25 {
+		if ops[i].Kind == records.KindRead && ops[i].OK() && ops[i].Submitted > 25 {
 			ops[i].Value = old
 			break
 		}
@@ -295,8 +297,8 @@ func TestLinearizabilityViolationInLongHistory(t *testing.T) {
 // hardHistory is one key whose check is exponential for porcupine: n concurrent writes
 // and reads that see v0, then v1, then v0 again (impossible, but porcupine has to try
 // every subset of the writes to find out).
-func hardHistory(n int) []Op {
-	var ops []Op
+func hardHistory(n int) []records.Op {
+	var ops []records.Op
 	for i := range n {
 		ops = append(ops, put(fmt.Sprint("w", i), "hard", fmt.Sprint("v", i), 0, 1000))
 	}

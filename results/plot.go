@@ -17,13 +17,8 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
 	"gonum.org/v1/plot/vg/vgsvg"
-)
 
-// Plot names (files are <name>.png and <name>.svg).
-const (
-	PlotThroughput = "throughput"
-	PlotLatency    = "latency"
-	PlotLatencyCDF = "latency_cdf"
+	"github.com/dtlab/dt/records"
 )
 
 // plotFile is one rendered plot.
@@ -263,7 +258,7 @@ func (a *analysis) throughputPlot(sum *Summary, series map[time.Duration]*Series
 	if len(a.leaderLosses()) > 0 {
 		cap += "; grey dotted: no leader known"
 	}
-	return plotFile{name: PlotThroughput, caption: cap + "."}, p
+	return plotFile{name: records.PlotThroughput, caption: cap + "."}, p
 }
 
 func (a *analysis) latencyPlot(sum *Summary, series map[time.Duration]*Series, widths []time.Duration) (plotFile, *plot.Plot) {
@@ -323,7 +318,7 @@ func (a *analysis) latencyPlot(sum *Summary, series map[time.Duration]*Series, w
 		p.Legend.Add("p99 per "+main.Width.String(), legendLine(colP99, 2))
 	}
 	p.Add(leaderLines{a: a}, faultShade{a: a, labels: true})
-	return plotFile{name: PlotLatency, caption: "Latency of every operation (from its scheduled start to its reply) against its scheduled start, with the p50 and p99 of the successful ones per bucket; fault windows and leader changes marked as above."}, p
+	return plotFile{name: records.PlotLatency, caption: "Latency of every operation (from its scheduled start to its reply) against its scheduled start, with the p50 and p99 of the successful ones per bucket; fault windows and leader changes marked as above."}, p
 }
 
 func positive(v, floor float64) float64 {
@@ -415,7 +410,7 @@ func (a *analysis) cdfPlot(sum *Summary, _ map[time.Duration]*Series, _ []time.D
 	p.X.Min, p.X.Max = xmin/1.3, xmax*1.3
 	p.Y.Min, p.Y.Max = 0, 1.02
 	p.Add(hLines{ys: []float64{0.5, 0.99}, labels: []string{"p50", "p99"}})
-	return plotFile{name: PlotLatencyCDF, caption: "Cumulative distribution of the latency of successful operations scheduled before, during and after the fault windows."}, p
+	return plotFile{name: records.PlotLatencyCDF, caption: "Cumulative distribution of the latency of successful operations scheduled before, during and after the fault windows."}, p
 }
 
 // latencies are the sorted latencies of successful operations scheduled in spans.

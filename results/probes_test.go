@@ -6,14 +6,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dtlab/dt/records"
 )
 
 func TestProbesSummaryCountsAndListsFailures(t *testing.T) {
-	events := []Event{
-		{T: 1, Type: EventProbe, Fault: "pause#1", Node: "c1", Detail: `{"url":"http://x/check","ok":true,"status":200}`},
-		{T: 2, Type: EventProbe, Fault: "dropport#2", Node: "c1", Detail: `{"url":"http://x/check","ok":false,"status":503}`},
-		{T: 3, Type: EventProbe, Fault: "heal#3", Node: "c1", Detail: `not json`},
-		{T: 4, Type: EventFaultStart, Fault: "x"},
+	events := []records.Event{
+		{T: 1, Type: records.EventProbe, Fault: "pause#1", Node: "c1", Detail: `{"url":"http://x/check","ok":true,"status":200}`},
+		{T: 2, Type: records.EventProbe, Fault: "dropport#2", Node: "c1", Detail: `{"url":"http://x/check","ok":false,"status":503}`},
+		{T: 3, Type: records.EventProbe, Fault: "heal#3", Node: "c1", Detail: `not json`},
+		{T: 4, Type: records.EventFaultStart, Fault: "x"},
 	}
 	p := probes(events)
 	if p == nil || p.Total != 3 || p.Failed != 2 || len(p.Failures) != 2 {
@@ -30,14 +32,14 @@ func TestProbesSummaryCountsAndListsFailures(t *testing.T) {
 func TestReportListsProbeFailuresAndStepErrors(t *testing.T) {
 	dir := runDir(t)
 	leaderRun().write(t, dir)
-	w, err := CreateJSONL(filepath.Join(dir, "events.jsonl"))
+	w, err := records.CreateJSONL(filepath.Join(dir, "events.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, ev := range []Event{
-		{T: 13, Type: EventProbe, Fault: "pause#1", Node: "c1", Detail: `{"url":"http://127.0.0.1:7070/check","ok":true,"status":200}`},
-		{T: 21, Type: EventProbe, Fault: "heal#2", Node: "c1", Detail: `{"url":"http://127.0.0.1:7070/check","ok":false,"status":503}`},
-		{T: 22, Type: EventError, Fault: "recoverport#3", Detail: "no dropport of port 80 tcp in place on s1"},
+	for _, ev := range []records.Event{
+		{T: 13, Type: records.EventProbe, Fault: "pause#1", Node: "c1", Detail: `{"url":"http://127.0.0.1:7070/check","ok":true,"status":200}`},
+		{T: 21, Type: records.EventProbe, Fault: "heal#2", Node: "c1", Detail: `{"url":"http://127.0.0.1:7070/check","ok":false,"status":503}`},
+		{T: 22, Type: records.EventError, Fault: "recoverport#3", Detail: "no dropport of port 80 tcp in place on s1"},
 	} {
 		if err := w.Append(ev); err != nil {
 			t.Fatal(err)
@@ -51,7 +53,7 @@ func TestReportListsProbeFailuresAndStepErrors(t *testing.T) {
 	if sum.Probes == nil || sum.Probes.Failed != 1 || len(sum.StepErrors) != 1 {
 		t.Fatalf("probes %+v, step errors %v", sum.Probes, sum.StepErrors)
 	}
-	b, _ := os.ReadFile(filepath.Join(dir, ReportFile))
+	b, _ := os.ReadFile(filepath.Join(dir, records.ReportFile))
 	for _, want := range []string{"<h2>Probes</h2>", "2 probe(s) called after fault steps, 1 failed", "heal#2", "status 503",
 		"<h2>Step errors</h2>", "no dropport of port 80"} {
 		if !strings.Contains(string(b), want) {

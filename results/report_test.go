@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dtlab/dt/records"
 )
 
 func analyzed(t *testing.T, s synth) (string, *Summary) {
@@ -54,7 +56,7 @@ func imageStats(t *testing.T, data []byte) (image.Rectangle, int, float64) {
 
 func TestPlotsAreNonTrivial(t *testing.T) {
 	dir, _ := analyzed(t, leaderRun())
-	for _, name := range []string{PlotThroughput, PlotLatency, PlotLatencyCDF} {
+	for _, name := range []string{records.PlotThroughput, records.PlotLatency, records.PlotLatencyCDF} {
 		pngData, err := os.ReadFile(filepath.Join(dir, name+".png"))
 		if err != nil {
 			t.Fatal(err)
@@ -94,7 +96,7 @@ var attrRE = regexp.MustCompile(`(?i)\b(src|href)\s*=\s*"([^"]*)"`)
 
 func TestReportIsSelfContained(t *testing.T) {
 	dir, sum := analyzed(t, leaderRun())
-	b, err := os.ReadFile(filepath.Join(dir, ReportFile))
+	b, err := os.ReadFile(filepath.Join(dir, records.ReportFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +177,7 @@ func screenshot(t *testing.T, page string, w, h int) ([]byte, string) {
 func TestReportRendersInChromium(t *testing.T) {
 	chromium(t)
 	dir, _ := analyzed(t, leaderRun())
-	data, log := screenshot(t, filepath.Join(dir, ReportFile), 1280, 2000)
+	data, log := screenshot(t, filepath.Join(dir, records.ReportFile), 1280, 2000)
 	if strings.Contains(log, "net::ERR_") || strings.Contains(log, "Failed to load resource") {
 		t.Errorf("chromium could not load something:\n%s", log)
 	}
@@ -217,7 +219,7 @@ func TestAnalyzeHalfWrittenLastLine(t *testing.T) {
 	dir := runDir(t)
 	s := leaderRun()
 	s.write(t, dir)
-	f, err := os.OpenFile(filepath.Join(dir, OpsFile), os.O_APPEND|os.O_WRONLY, 0)
+	f, err := os.OpenFile(filepath.Join(dir, records.OpsFile), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +235,7 @@ func TestAnalyzeHalfWrittenLastLine(t *testing.T) {
 	if !strings.Contains(FormatSummary(sum), "1 unreadable record(s) skipped") {
 		t.Errorf("summary does not say a record was skipped:\n%s", FormatSummary(sum))
 	}
-	html, err := os.ReadFile(filepath.Join(dir, ReportFile))
+	html, err := os.ReadFile(filepath.Join(dir, records.ReportFile))
 	if err != nil || !bytes.Contains(html, []byte("could not be read and were skipped")) {
 		t.Errorf("report: %v", err)
 	}
@@ -245,13 +247,13 @@ func TestAnalyzeCrashedRun(t *testing.T) {
 	dir := runDir(t)
 	s := leaderRun()
 	ops := s.ops()
-	var kept []Op
+	var kept []records.Op
 	for _, o := range ops {
 		if o.Completed < 18 {
 			kept = append(kept, o)
 		}
 	}
-	var events []Event
+	var events []records.Event
 	for _, e := range s.events() {
 		if e.T < 18 {
 			events = append(events, e)
@@ -277,8 +279,8 @@ func TestAnalyzeCrashedRun(t *testing.T) {
 // A run that crashed before the workload: events only.
 func TestAnalyzeRunWithoutOps(t *testing.T) {
 	dir := runDir(t)
-	writeRun(t, dir, nil, nil, []Event{{T: 0, Type: EventRunStart}, {T: 3, Type: EventError, Detail: "etcd did not start"}})
-	os.Remove(filepath.Join(dir, OpsFile))
+	writeRun(t, dir, nil, nil, []records.Event{{T: 0, Type: records.EventRunStart}, {T: 3, Type: records.EventError, Detail: "etcd did not start"}})
+	os.Remove(filepath.Join(dir, records.OpsFile))
 	sum, err := Analyze(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -286,7 +288,7 @@ func TestAnalyzeRunWithoutOps(t *testing.T) {
 	if sum.Ops.Total != 0 || sum.Linearizability.Result != LinOK || len(sum.Warnings) != 2 {
 		t.Errorf("%+v", sum)
 	}
-	for _, f := range []string{ReportFile, SummaryFile, PlotThroughput + ".png", PlotLatency + ".svg"} {
+	for _, f := range []string{records.ReportFile, records.SummaryFile, records.PlotThroughput + ".png", records.PlotLatency + ".svg"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Error(err)
 		}
@@ -314,7 +316,7 @@ func TestAnalyzeIntermittentFault(t *testing.T) {
 	dir := runDir(t)
 	s := leaderRun()
 	s.faultStart, s.faultEnd, s.outageFrom, s.outageTo = 0, 0, 0, 0
-	var ops []Op
+	var ops []records.Op
 	for _, o := range s.ops() {
 		cut := false
 		for c := 12.0; c < 20; c += 2 { // cut [12,13), [14,15), ...
@@ -322,21 +324,21 @@ func TestAnalyzeIntermittentFault(t *testing.T) {
 		}
 		if cut {
 			o.Result, o.Completed = "context deadline exceeded", o.Submitted+0.3
-			if o.Kind == KindRead {
+			if o.Kind == records.KindRead {
 				o.Value = ""
 			}
 		}
 		ops = append(ops, o)
 	}
 	events := s.events()
-	events = append(events, Event{T: 12, Type: EventFaultStart, Fault: "intermittent-full", Targets: []string{"s2"}})
+	events = append(events, records.Event{T: 12, Type: records.EventFaultStart, Fault: "intermittent-full", Targets: []string{"s2"}})
 	for c := 12.0; c < 20; c += 2 {
 		events = append(events,
-			Event{T: c, Type: EventFaultAction, Fault: "intermittent-full", Action: "cut", Targets: []string{"s2"}},
-			Event{T: c + 1, Type: EventFaultAction, Fault: "intermittent-full", Action: "heal", Targets: []string{"s2"}})
+			records.Event{T: c, Type: records.EventFaultAction, Fault: "intermittent-full", Action: "cut", Targets: []string{"s2"}},
+			records.Event{T: c + 1, Type: records.EventFaultAction, Fault: "intermittent-full", Action: "heal", Targets: []string{"s2"}})
 	}
-	events = append(events, Event{T: 20, Type: EventFaultEnd, Fault: "intermittent-full"},
-		Event{T: 12.8, Type: EventLeader, Leader: "s3", Term: 3}, Event{T: 16.9, Type: EventLeader, Leader: "s1", Term: 5})
+	events = append(events, records.Event{T: 20, Type: records.EventFaultEnd, Fault: "intermittent-full"},
+		records.Event{T: 12.8, Type: records.EventLeader, Leader: "s3", Term: 3}, records.Event{T: 16.9, Type: records.EventLeader, Leader: "s1", Term: 5})
 	cfg := s.config()
 	cfg["fault"] = "intermittent-full"
 	// Events in file order need not be sorted; Load sorts them.
@@ -369,7 +371,7 @@ func TestAnalyzeViolationThenReanalysis(t *testing.T) {
 	ops := s.ops()
 	idx, orig := -1, ""
 	for i := range ops {
-		if ops[i].Kind == KindRead && ops[i].OK() && ops[i].Submitted > 25 && ops[i].Value != "" {
+		if ops[i].Kind == records.KindRead && ops[i].OK() && ops[i].Submitted > 25 && ops[i].Value != "" {
 			idx, orig = i, ops[i].Value
 			ops[i].Value = "c0-0" // the very first write, long overwritten
 			break
@@ -380,11 +382,11 @@ func TestAnalyzeViolationThenReanalysis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Linearizability.Result != LinViolation || sum.Linearizability.Visualization != VisualizationFile {
+	if sum.Linearizability.Result != LinViolation || sum.Linearizability.Visualization != records.VisualizationFile {
 		t.Fatalf("%+v", sum.Linearizability)
 	}
-	html, _ := os.ReadFile(filepath.Join(dir, ReportFile))
-	if !bytes.Contains(html, []byte(`href="`+VisualizationFile+`"`)) {
+	html, _ := os.ReadFile(filepath.Join(dir, records.ReportFile))
+	if !bytes.Contains(html, []byte(`href="`+records.VisualizationFile+`"`)) {
 		t.Error("report does not link the visualisation")
 	}
 	if !strings.Contains(FormatSummary(sum), "VIOLATION") {
@@ -392,8 +394,8 @@ func TestAnalyzeViolationThenReanalysis(t *testing.T) {
 	}
 	// Fixing the history and re-analysing removes the stale visualisation.
 	ops[idx].Value = orig
-	os.Remove(filepath.Join(dir, OpsFile))
-	w, err := CreateJSONL(filepath.Join(dir, OpsFile))
+	os.Remove(filepath.Join(dir, records.OpsFile))
+	w, err := records.CreateJSONL(filepath.Join(dir, records.OpsFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +410,7 @@ func TestAnalyzeViolationThenReanalysis(t *testing.T) {
 	if sum.Linearizability.Result != LinOK {
 		t.Fatalf("%+v", sum.Linearizability)
 	}
-	if _, err := os.Stat(filepath.Join(dir, VisualizationFile)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(dir, records.VisualizationFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("stale visualisation left behind: %v", err)
 	}
 }

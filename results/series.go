@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dtlab/dt/records"
 )
 
 // maxBuckets bounds a series (64 bytes a bucket).
@@ -36,12 +38,9 @@ type Bucket struct {
 // Throughput is successful operations per second in b.
 func (s *Series) Throughput(b Bucket) float64 { return float64(b.OK) / s.Width.Seconds() }
 
-// Series cuts the run into buckets of the given width, aligned to the run's start: the
+// SeriesOf cuts the run into buckets of the given width, aligned to the run's start: the
 // figures of the timeseries_<width>.csv files, for callers that want them in memory.
-func (r *Run) Series(width time.Duration) *Series { return prepare(r).series(width) }
-
-// seriesFileName is "timeseries_100ms.csv" for a 100 ms series.
-func seriesFileName(w time.Duration) string { return "timeseries_" + w.String() + ".csv" }
+func SeriesOf(r *records.Run, width time.Duration) *Series { return prepare(r).series(width) }
 
 // series buckets the run from its first operation (or the workload start) to its last
 // completion (or the workload end), with buckets aligned to the run's start.

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"testing"
+
+	"github.com/dtlab/dt/records"
 )
 
 // synth describes a synthetic run: an open-loop workload against registers that are
@@ -33,45 +35,45 @@ type synth struct {
 }
 
 type synthOp struct {
-	Op
+	records.Op
 	point float64 // linearization point; NaN-free, +Inf when the write never took effect
 }
 
 // ops generates the history, in completion order (as the controller appends it).
-func (s synth) ops() []Op {
+func (s synth) ops() []records.Op {
 	rng := rand.New(rand.NewPCG(s.seed, 99))
 	n := int(s.duration * s.rate)
 	all := make([]synthOp, 0, n)
 	for i := 0; i < n; i++ {
 		t := s.start + float64(i)/s.rate
 		c := fmt.Sprintf("c%d", i%max(s.clients, 1))
-		o := synthOp{Op: Op{
+		o := synthOp{Op: records.Op{
 			Client: c, Key: fmt.Sprint(rng.IntN(max(s.keys, 1))),
 			ExpectedStart: t, Submitted: t + 0.0001, Target: fmt.Sprintf("10.0.0.%d:2379", 1+i%3),
 		}}
 		if rng.Float64() < s.readRatio {
-			o.Kind = KindRead
+			o.Kind = records.KindRead
 		} else {
-			o.Kind = KindWrite
+			o.Kind = records.KindWrite
 			o.Value = fmt.Sprintf("%s-%d", c, i)
 		}
 		switch {
 		case t >= s.overloadFrom && t < s.overloadTo:
-			o.Result = ResultOverload
+			o.Result = records.ResultOverload
 			o.Submitted, o.Completed = t, t
 			o.point = inf
 		case t >= s.outageFrom && t < s.outageTo:
 			o.Completed = o.Submitted + s.timeoutS
 			o.Result = "context deadline exceeded"
 			o.point = inf
-			if o.Kind == KindWrite && rng.Float64() < s.appliedRatio {
+			if o.Kind == records.KindWrite && rng.Float64() < s.appliedRatio {
 				// took effect when the outage ended, or before the client gave up
 				o.point = max(o.Submitted, min(s.outageTo, o.Completed)-1e-4)
 			}
 		default:
 			lat := s.latencyMS / 1000 * (0.5 + rng.ExpFloat64()*0.5)
 			o.Completed = o.Submitted + lat
-			o.Result = ResultOK
+			o.Result = records.ResultOK
 			o.point = o.Submitted + rng.Float64()*lat
 		}
 		all = append(all, o)
@@ -88,17 +90,17 @@ func (s synth) ops() []Op {
 		if o.point == inf {
 			continue
 		}
-		if o.Kind == KindWrite {
+		if o.Kind == records.KindWrite {
 			state[o.Key] = o.Value
 		} else {
 			o.Value = state[o.Key]
 		}
 	}
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Completed < all[j].Completed })
-	out := make([]Op, len(all))
+	out := make([]records.Op, len(all))
 	for i := range all {
 		out[i] = all[i].Op
-		if out[i].Kind == KindRead && !out[i].OK() {
+		if out[i].Kind == records.KindRead && !out[i].OK() {
 			out[i].Value = ""
 		}
 	}
@@ -107,28 +109,28 @@ func (s synth) ops() []Op {
 
 var inf = 1e300
 
-func (s synth) events() []Event {
+func (s synth) events() []records.Event {
 	end := s.start + s.duration
-	ev := []Event{
-		{T: 0, Type: EventRunStart},
-		{T: s.start - 1, Type: EventLeader, Leader: "s1", Term: 2},
-		{T: s.start - 0.5, Type: EventClusterReady},
-		{T: s.start, Type: EventWorkloadStart},
+	ev := []records.Event{
+		{T: 0, Type: records.EventRunStart},
+		{T: s.start - 1, Type: records.EventLeader, Leader: "s1", Term: 2},
+		{T: s.start - 0.5, Type: records.EventClusterReady},
+		{T: s.start, Type: records.EventWorkloadStart},
 	}
 	if s.faultStart > 0 {
 		ev = append(ev,
-			Event{T: s.faultStart, Type: EventFaultStart, Fault: "leader", Targets: []string{"s1"}},
-			Event{T: s.faultStart, Type: EventFaultAction, Fault: "leader", Action: "kill", Targets: []string{"s1"}},
+			records.Event{T: s.faultStart, Type: records.EventFaultStart, Fault: "leader", Targets: []string{"s1"}},
+			records.Event{T: s.faultStart, Type: records.EventFaultAction, Fault: "leader", Action: "kill", Targets: []string{"s1"}},
 		)
 		if s.outageTo > 0 {
-			ev = append(ev, Event{T: s.outageTo - 0.05, Type: EventLeader, Leader: "s2", Term: 3})
+			ev = append(ev, records.Event{T: s.outageTo - 0.05, Type: records.EventLeader, Leader: "s2", Term: 3})
 		}
 		ev = append(ev,
-			Event{T: s.faultEnd, Type: EventFaultAction, Fault: "leader", Action: "restart", Targets: []string{"s1"}},
-			Event{T: s.faultEnd, Type: EventFaultEnd, Fault: "leader", Targets: []string{"s1"}},
+			records.Event{T: s.faultEnd, Type: records.EventFaultAction, Fault: "leader", Action: "restart", Targets: []string{"s1"}},
+			records.Event{T: s.faultEnd, Type: records.EventFaultEnd, Fault: "leader", Targets: []string{"s1"}},
 		)
 	}
-	ev = append(ev, Event{T: end, Type: EventWorkloadEnd}, Event{T: end + 1, Type: EventRunEnd})
+	ev = append(ev, records.Event{T: end, Type: records.EventWorkloadEnd}, records.Event{T: end + 1, Type: records.EventRunEnd})
 	return ev
 }
 
@@ -150,18 +152,18 @@ func (s synth) config() map[string]any {
 	}
 }
 
-func writeRun(t testing.TB, dir string, cfg map[string]any, ops []Op, events []Event) {
+func writeRun(t testing.TB, dir string, cfg map[string]any, ops []records.Op, events []records.Event) {
 	t.Helper()
-	if err := os.MkdirAll(filepath.Join(dir, LogsDir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, records.LogsDir), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if cfg != nil {
 		b, _ := json.MarshalIndent(cfg, "", "  ")
-		if err := os.WriteFile(filepath.Join(dir, ConfigFile), b, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, records.ConfigFile), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	ow, err := CreateJSONL(filepath.Join(dir, OpsFile))
+	ow, err := records.CreateJSONL(filepath.Join(dir, records.OpsFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +173,7 @@ func writeRun(t testing.TB, dir string, cfg map[string]any, ops []Op, events []E
 		}
 	}
 	ow.Close()
-	ew, err := CreateJSONL(filepath.Join(dir, EventsFile))
+	ew, err := records.CreateJSONL(filepath.Join(dir, records.EventsFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +183,7 @@ func writeRun(t testing.TB, dir string, cfg map[string]any, ops []Op, events []E
 		}
 	}
 	ew.Close()
-	os.WriteFile(filepath.Join(dir, LogsDir, "s1.log"), []byte("etcd log\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, records.LogsDir, "s1.log"), []byte("etcd log\n"), 0o644)
 }
 
 // leaderRun is the standard synthetic run: 30 s at 200 ops/s, a leader kill at 12 s, no

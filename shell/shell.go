@@ -21,7 +21,7 @@ import (
 
 	"github.com/dtlab/dt/experiment"
 	"github.com/dtlab/dt/faults"
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/topology"
 )
 
@@ -124,7 +124,7 @@ func (s *Shell) Exec(ctx context.Context, line string) error {
 	if line == "" || strings.HasPrefix(line, "#") {
 		return nil
 	}
-	s.record(results.Event{Type: results.EventCommand, Detail: line})
+	s.record(records.Event{Type: records.EventCommand, Detail: line})
 	args, err := Split(line)
 	if err != nil {
 		return err
@@ -134,7 +134,7 @@ func (s *Shell) Exec(ctx context.Context, line string) error {
 	}
 	err = s.dispatch(ctx, args)
 	if err != nil && !errors.Is(err, errExit) {
-		s.record(results.Event{Type: results.EventError, Detail: fmt.Sprintf("command %q: %v", line, err)})
+		s.record(records.Event{Type: records.EventError, Detail: fmt.Sprintf("command %q: %v", line, err)})
 	}
 	return err
 }
@@ -158,7 +158,7 @@ func (s *Shell) dispatch(ctx context.Context, args []string) error {
 }
 
 // record appends an event to the run's log; a topology without a system has none.
-func (s *Shell) record(e results.Event) {
+func (s *Shell) record(e records.Event) {
 	if s.cluster != nil {
 		s.cluster.Record(e)
 	}

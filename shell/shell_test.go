@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/shaping"
 	"github.com/dtlab/dt/topology"
 )
@@ -212,15 +212,15 @@ func TestMatrixString(t *testing.T) {
 
 func TestFormatEventLine(t *testing.T) {
 	for _, tc := range []struct {
-		ev   results.Event
+		ev   records.Event
 		want string
 	}{
-		{results.Event{T: 1.5, Type: results.EventCommand, Detail: "kill leader"}, "    1.500s  command       kill leader"},
-		{results.Event{T: 2, Type: results.EventFaultStart, Fault: "kill s1", Action: "kill", Targets: []string{"s1"}}, "    2.000s  fault-start   kill s1: kill s1"},
-		{results.Event{T: 3, Type: results.EventFaultEnd, Fault: "partition s1 <-> s2", Action: "heal", Detail: "s1 <-> s2"}, "    3.000s  fault-end     partition s1 <-> s2: end heal s1 <-> s2"},
-		{results.Event{T: 4, Type: results.EventLeader, Leader: "s2", Term: 3}, "    4.000s  leader        s2 term 3"},
-		{results.Event{T: 5, Type: results.EventLeader}, "    5.000s  leader        none"},
-		{results.Event{T: 6, Type: results.EventTerm, Node: "s3", Term: 9}, "    6.000s  term          s3 term 9"},
+		{records.Event{T: 1.5, Type: records.EventCommand, Detail: "kill leader"}, "    1.500s  command       kill leader"},
+		{records.Event{T: 2, Type: records.EventFaultStart, Fault: "kill s1", Action: "kill", Targets: []string{"s1"}}, "    2.000s  fault-start   kill s1: kill s1"},
+		{records.Event{T: 3, Type: records.EventFaultEnd, Fault: "partition s1 <-> s2", Action: "heal", Detail: "s1 <-> s2"}, "    3.000s  fault-end     partition s1 <-> s2: end heal s1 <-> s2"},
+		{records.Event{T: 4, Type: records.EventLeader, Leader: "s2", Term: 3}, "    4.000s  leader        s2 term 3"},
+		{records.Event{T: 5, Type: records.EventLeader}, "    5.000s  leader        none"},
+		{records.Event{T: 6, Type: records.EventTerm, Node: "s3", Term: 9}, "    6.000s  term          s3 term 9"},
 	} {
 		line, _ := jsonLine(tc.ev)
 		if got := formatEventLine(line); got != tc.want {
@@ -229,7 +229,7 @@ func TestFormatEventLine(t *testing.T) {
 	}
 }
 
-func jsonLine(e results.Event) (string, error) {
+func jsonLine(e records.Event) (string, error) {
 	b, err := json.Marshal(e)
 	return string(b), err
 }

@@ -16,7 +16,7 @@ import (
 
 	"github.com/dtlab/dt/experiment"
 	"github.com/dtlab/dt/faults"
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 )
 
 func (s *Shell) cmdStatus(ctx context.Context, args []string) error {
@@ -217,7 +217,7 @@ func (s *Shell) cmdFault(ctx context.Context, args []string) error {
 	go func() {
 		defer close(f.done)
 		defer cancel()
-		f.err = s.eng.RunNow(fctx, name, window, p, func(e results.Event) {
+		f.err = s.eng.RunNow(fctx, name, window, p, func(e records.Event) {
 			s.Note("%s %s", tag, describeEvent(e))
 		})
 		s.mu.Lock()
@@ -225,7 +225,7 @@ func (s *Shell) cmdFault(ctx context.Context, args []string) error {
 		s.mu.Unlock()
 		switch {
 		case f.err != nil:
-			s.record(results.Event{Type: results.EventError, Fault: name, Detail: f.err.Error()})
+			s.record(records.Event{Type: records.EventError, Fault: name, Detail: f.err.Error()})
 			s.Note("%s failed: %v", tag, f.err)
 		case !*wait:
 			s.Note("%s over", tag)
@@ -250,7 +250,7 @@ func (s *Shell) cmdFault(ctx context.Context, args []string) error {
 }
 
 // describeEvent is one event in a line: "partition s1 <-> s3", "end heal", "leader s2 term 4".
-func describeEvent(e results.Event) string {
+func describeEvent(e records.Event) string {
 	var parts []string
 	add := func(p ...string) {
 		for _, x := range p {
@@ -261,13 +261,13 @@ func describeEvent(e results.Event) string {
 	}
 	fault := false
 	switch e.Type {
-	case results.EventFaultStart, results.EventFaultAction:
+	case records.EventFaultStart, records.EventFaultAction:
 		fault = true
 		add(e.Action)
-	case results.EventFaultEnd:
+	case records.EventFaultEnd:
 		fault = true
 		add("end", e.Action)
-	case results.EventLeader:
+	case records.EventLeader:
 		add(e.Type, cmp.Or(e.Leader, "none"))
 		if e.Term != 0 {
 			add("term " + strconv.FormatUint(e.Term, 10))
@@ -411,15 +411,15 @@ func (s *Shell) cmdEvents(ctx context.Context, args []string) error {
 
 // formatEventLine renders one line of events.jsonl: the time, the type and what happened.
 func formatEventLine(line string) string {
-	var e results.Event
+	var e records.Event
 	if err := json.Unmarshal([]byte(line), &e); err != nil {
 		return strings.TrimSpace(line)
 	}
 	var what string
 	switch e.Type {
-	case results.EventFaultStart, results.EventFaultAction, results.EventFaultEnd:
+	case records.EventFaultStart, records.EventFaultAction, records.EventFaultEnd:
 		what = e.Fault + ": " + describeEvent(e)
-	case results.EventCommand:
+	case records.EventCommand:
 		what = e.Detail
 	default:
 		what = strings.TrimSpace(strings.TrimPrefix(describeEvent(e), e.Type))

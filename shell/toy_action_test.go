@@ -15,7 +15,7 @@ import (
 
 	"github.com/dtlab/dt/experiment"
 	"github.com/dtlab/dt/faults"
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/scenario"
 	"github.com/dtlab/dt/topology"
 )
@@ -87,15 +87,15 @@ func toyEvents(t *testing.T, dir string) (starts, ends int, targets []string) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		var e results.Event
-		if json.Unmarshal(sc.Bytes(), &e) != nil || e.Action != "toy-cut" && e.Type != results.EventFaultEnd {
+		var e records.Event
+		if json.Unmarshal(sc.Bytes(), &e) != nil || e.Action != "toy-cut" && e.Type != records.EventFaultEnd {
 			continue
 		}
 		switch e.Type {
-		case results.EventFaultStart:
+		case records.EventFaultStart:
 			starts++
 			targets = append(targets, e.Targets...)
-		case results.EventFaultEnd:
+		case records.EventFaultEnd:
 			if e.Action == "heal" || e.Action == "toy-cut" {
 				ends++
 			}
@@ -222,7 +222,7 @@ steps:
 		if err != nil {
 			t.Fatal(err)
 		}
-		sf, err := faults.ReadSchedule(filepath.Join(out.RunDir, faults.ScheduleFileName))
+		sf, err := faults.ReadSchedule(filepath.Join(out.RunDir, records.ScheduleFile))
 		if err != nil {
 			t.Fatal(err)
 		}

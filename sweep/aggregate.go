@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/results"
 )
 
@@ -67,13 +68,13 @@ func (d *Dir) summary(runDir string) *results.Summary {
 }
 
 func loadSummary(runDir string) (*results.Summary, error) {
-	b, err := os.ReadFile(filepath.Join(runDir, results.SummaryFile))
+	b, err := os.ReadFile(filepath.Join(runDir, records.SummaryFile))
 	if err != nil {
 		return nil, err
 	}
 	var s results.Summary
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(runDir, results.SummaryFile), err)
+		return nil, fmt.Errorf("%s: %w", filepath.Join(runDir, records.SummaryFile), err)
 	}
 	return &s, nil
 }

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/dtlab/dt/experiment"
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/sweep"
 )
 
@@ -49,9 +49,9 @@ func BenchmarkPointOverhead(b *testing.B) {
 		st := d.State(r)
 		ev := eventTimes(b, filepath.Join(d.Path, st.End.RunDir))
 		wall += st.End.Seconds
-		setup += ev[results.EventWorkloadStart]
-		teardown += ev[results.EventRunEnd] - ev[results.EventWorkloadEnd]
-		after += st.End.Seconds - ev[results.EventRunEnd]
+		setup += ev[records.EventWorkloadStart]
+		teardown += ev[records.EventRunEnd] - ev[records.EventWorkloadEnd]
+		after += st.End.Seconds - ev[records.EventRunEnd]
 	}
 	n := float64(b.N)
 	b.ReportMetric((wall-n*duration)/n, "overhead-s/point")
@@ -82,7 +82,7 @@ func eventTimes(b *testing.B, runDir string) map[string]float64 {
 	out := map[string]float64{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		var ev results.Event
+		var ev records.Event
 		if json.Unmarshal(sc.Bytes(), &ev) == nil {
 			if _, seen := out[ev.Type]; !seen {
 				out[ev.Type] = ev.T

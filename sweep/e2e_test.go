@@ -26,7 +26,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/sweep"
 )
 
@@ -360,8 +360,8 @@ func partitionTargets(t *testing.T, runDir string) (leader, follower string) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		var ev results.Event
-		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Type == results.EventFaultStart && len(ev.Targets) == 2 {
+		var ev records.Event
+		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Type == records.EventFaultStart && len(ev.Targets) == 2 {
 			return ev.Targets[0], ev.Targets[1]
 		}
 	}

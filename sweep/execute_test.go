@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dtlab/dt/experiment"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/results"
 )
 
@@ -47,7 +48,7 @@ func (f *fakeRunner) Run(ctx context.Context, cfg experiment.Config, o experimen
 	os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
 	sum := synthSummary(dir, cfg.Rate, cfg.Nodes, cfg.Seed)
 	b, _ = json.Marshal(sum)
-	os.WriteFile(filepath.Join(dir, results.SummaryFile), b, 0o644)
+	os.WriteFile(filepath.Join(dir, records.SummaryFile), b, 0o644)
 	out := &experiment.Outcome{RunDir: dir, RunID: fmt.Sprintf("fa%04d", n), Summary: sum}
 	var err error
 	if f.fail != nil && f.fail(cfg) {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/systems"
 	"github.com/dtlab/dt/systems/systemstest"
 	"github.com/dtlab/dt/workloads"
@@ -100,11 +100,11 @@ func TestEtcdCluster(t *testing.T) {
 	spec.StartUnixNano = time.Now().UnixNano()
 	var (
 		mu  sync.Mutex
-		ops []results.Op
+		ops []records.Op
 	)
 	done := make(chan error, 1)
 	go func() {
-		done <- workloads.Run(ctx, spec, kv, func(op results.Op) { mu.Lock(); ops = append(ops, op); mu.Unlock() })
+		done <- workloads.Run(ctx, spec, kv, func(op records.Op) { mu.Lock(); ops = append(ops, op); mu.Unlock() })
 	}()
 	time.Sleep(time.Second)
 	lc.Kill(leader)
@@ -134,7 +134,7 @@ func TestEtcdCluster(t *testing.T) {
 	written := map[string]bool{} // every value sent: a write that timed out may still have happened
 	var okAfter, failedDead, okBefore int
 	for _, op := range ops {
-		if op.Kind == results.KindWrite {
+		if op.Kind == records.KindWrite {
 			written[op.Value] = true
 		}
 		switch {
@@ -145,12 +145,12 @@ func TestEtcdCluster(t *testing.T) {
 		case !op.OK() && op.Target == deadEP:
 			failedDead++
 		}
-		if op.Result == results.ResultOverload {
+		if op.Result == records.ResultOverload {
 			t.Errorf("overload at 100 ops/s: %+v", op)
 		}
 	}
 	for _, op := range ops {
-		if op.Kind == results.KindRead && op.OK() && op.Value != "" && !written[op.Value] {
+		if op.Kind == records.KindRead && op.OK() && op.Value != "" && !written[op.Value] {
 			t.Errorf("read %q, which no write sent", op.Value)
 		}
 	}

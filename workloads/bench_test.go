@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/systems"
 	"github.com/dtlab/dt/systems/systemstest"
 	"github.com/dtlab/dt/workloads"
@@ -55,10 +55,10 @@ func measure(b *testing.B, kv workloads.KV, rate, dur float64) step {
 	spec.Rate, spec.Duration, spec.Seed = rate, dur, 1
 	var (
 		mu  sync.Mutex
-		ops = make([]results.Op, 0, int(rate*dur)+1)
+		ops = make([]records.Op, 0, int(rate*dur)+1)
 	)
 	cpu0, wall0 := cpuTime(), time.Now()
-	if err := workloads.Run(context.Background(), spec, kv, func(op results.Op) { mu.Lock(); ops = append(ops, op); mu.Unlock() }); err != nil {
+	if err := workloads.Run(context.Background(), spec, kv, func(op records.Op) { mu.Lock(); ops = append(ops, op); mu.Unlock() }); err != nil {
 		b.Fatal(err)
 	}
 	cpu, wall := cpuTime()-cpu0, time.Since(wall0)
@@ -70,7 +70,7 @@ func measure(b *testing.B, kv workloads.KV, rate, dur float64) step {
 		switch {
 		case op.OK():
 			ok++
-		case op.Result == results.ResultOverload:
+		case op.Result == records.ResultOverload:
 			s.overload++
 			continue
 		default:

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 )
 
 // Request is the next operation a generator asks for. Values are not the generator's
@@ -63,9 +63,9 @@ type mix struct {
 }
 
 func (m *mix) Next() Request {
-	kind := results.KindRead
+	kind := records.KindRead
 	if m.rng.Float64() < m.writeRatio {
-		kind = results.KindWrite
+		kind = records.KindWrite
 	}
 	return Request{Kind: kind, Key: KeyName(m.pick(), m.maxKey)}
 }

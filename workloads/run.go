@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 )
 
 // Run drives one client's workload open-loop against kv and emits one record per
@@ -32,7 +32,7 @@ import (
 //
 // emit is called from one goroutine at a time. The returned error is non-nil only when
 // spec is invalid; a cancelled ctx is a normal early stop.
-func Run(ctx context.Context, spec Spec, kv KV, emit func(results.Op)) error {
+func Run(ctx context.Context, spec Spec, kv KV, emit func(records.Op)) error {
 	spec = spec.WithDefaults()
 	if err := ValidateSpec(spec); err != nil {
 		return err
@@ -81,7 +81,7 @@ type runner struct {
 	zero    float64   // seconds from spec.StartUnixNano to start
 
 	emitMu sync.Mutex
-	emit   func(results.Op)
+	emit   func(records.Op)
 
 	inflight atomic.Int64
 	wg       sync.WaitGroup
@@ -90,7 +90,7 @@ type runner struct {
 // rel converts t to seconds from the run's time zero.
 func (r *runner) rel(t time.Time) float64 { return r.zero + t.Sub(r.start).Seconds() }
 
-func (r *runner) emitOp(op results.Op) {
+func (r *runner) emitOp(op records.Op) {
 	r.emitMu.Lock()
 	defer r.emitMu.Unlock()
 	r.emit(op)
@@ -120,15 +120,15 @@ func (r *runner) loop(ctx context.Context, gen Generator, arr Arrival) {
 			return
 		}
 
-		op := results.Op{Client: r.spec.Client, Kind: req.Kind, Key: req.Key, ExpectedStart: r.zero + off}
+		op := records.Op{Client: r.spec.Client, Kind: req.Kind, Key: req.Key, ExpectedStart: r.zero + off}
 		var value string
-		if req.Kind == results.KindWrite {
+		if req.Kind == records.KindWrite {
 			op.Value = ValueID(r.spec.Client, seq)
 			value = EncodeValue(op.Value, r.spec.PayloadSize)
 		}
 		if r.inflight.Load() >= int64(r.spec.MaxInflight) {
 			now := r.rel(time.Now())
-			op.Submitted, op.Completed, op.Result = now, now, results.ResultOverload
+			op.Submitted, op.Completed, op.Result = now, now, records.ResultOverload
 			r.emitOp(op)
 			continue
 		}
@@ -139,7 +139,7 @@ func (r *runner) loop(ctx context.Context, gen Generator, arr Arrival) {
 }
 
 // do sends one operation, then records it.
-func (r *runner) do(ctx context.Context, op results.Op, value string) {
+func (r *runner) do(ctx context.Context, op records.Op, value string) {
 	defer r.wg.Done()
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	var (
@@ -150,9 +150,9 @@ func (r *runner) do(ctx context.Context, op results.Op, value string) {
 	)
 	submitted := time.Now()
 	switch {
-	case op.Kind == results.KindWrite && r.tkv != nil:
+	case op.Kind == records.KindWrite && r.tkv != nil:
 		target, err = r.tkv.PutTarget(ctx, op.Key, value)
-	case op.Kind == results.KindWrite:
+	case op.Kind == records.KindWrite:
 		err = r.kv.Put(ctx, op.Key, value)
 		target = r.kv.Target()
 	case r.tkv != nil:
@@ -166,10 +166,10 @@ func (r *runner) do(ctx context.Context, op results.Op, value string) {
 	r.inflight.Add(-1)
 
 	op.Submitted, op.Completed, op.Target = r.rel(submitted), r.rel(completed), target
-	op.Result = results.ResultOK
+	op.Result = records.ResultOK
 	if err != nil {
 		op.Result = err.Error()
-	} else if op.Kind == results.KindRead && found {
+	} else if op.Kind == records.KindRead && found {
 		op.Value = DecodeValue(read)
 	}
 	r.emitOp(op)

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 )
 
 // fakeKV is an in-memory KV whose every operation takes latency (or until its context
@@ -98,13 +98,13 @@ func (f *fakeKV) Close() error   { return nil }
 
 // collect runs spec against kv and returns the records, checking that emit is never
 // called concurrently.
-func collect(t *testing.T, ctx context.Context, spec Spec, kv KV) []results.Op {
+func collect(t *testing.T, ctx context.Context, spec Spec, kv KV) []records.Op {
 	t.Helper()
 	var (
-		ops  []results.Op
+		ops  []records.Op
 		busy atomic.Bool
 	)
-	err := Run(ctx, spec, kv, func(op results.Op) {
+	err := Run(ctx, spec, kv, func(op records.Op) {
 		if !busy.CompareAndSwap(false, true) {
 			t.Error("emit called concurrently")
 		}
@@ -181,7 +181,7 @@ func TestOverloadIsRecordedNotSent(t *testing.T) {
 		switch {
 		case op.OK():
 			ok++
-		case op.Result == results.ResultOverload:
+		case op.Result == records.ResultOverload:
 			overload++
 			if op.Target != "" || op.Submitted != op.Completed {
 				t.Errorf("overload record looks sent: %+v", op)
@@ -246,12 +246,12 @@ func TestValuesUniqueAndReadBack(t *testing.T) {
 		}
 		keys[op.Key] = true
 		switch op.Kind {
-		case results.KindWrite:
+		case records.KindWrite:
 			if written[op.Value] || !strings.HasPrefix(op.Value, "c1-") {
 				t.Fatalf("write value %q repeated or not a value id", op.Value)
 			}
 			written[op.Value] = true
-		case results.KindRead:
+		case records.KindRead:
 			reads++
 			if op.Value != "" {
 				found++
@@ -262,7 +262,7 @@ func TestValuesUniqueAndReadBack(t *testing.T) {
 		}
 	}
 	for _, op := range ops {
-		if op.Kind == results.KindRead && op.Value != "" && !written[op.Value] {
+		if op.Kind == records.KindRead && op.Value != "" && !written[op.Value] {
 			t.Errorf("read %q, which was never written", op.Value)
 		}
 	}
@@ -277,16 +277,16 @@ func TestValuesUniqueAndReadBack(t *testing.T) {
 }
 
 func TestSeedReproducible(t *testing.T) {
-	shape := func(seed int64, client string) []results.Op {
+	shape := func(seed int64, client string) []records.Op {
 		spec := testSpec()
 		spec.Seed, spec.Client = seed, client
 		spec.Rate, spec.Arrival, spec.WriteRatio, spec.MaxKey = 500, "poisson", 0.5, 100
-		var out []results.Op
+		var out []records.Op
 		for _, op := range collect(t, context.Background(), spec, newFakeKV(0)) {
-			out = append(out, results.Op{Kind: op.Kind, Key: op.Key, ExpectedStart: op.ExpectedStart})
+			out = append(out, records.Op{Kind: op.Kind, Key: op.Key, ExpectedStart: op.ExpectedStart})
 		}
 		// Records arrive in completion order, which is not reproducible.
-		slices.SortFunc(out, func(a, b results.Op) int { return cmp.Compare(a.ExpectedStart, b.ExpectedStart) })
+		slices.SortFunc(out, func(a, b records.Op) int { return cmp.Compare(a.ExpectedStart, b.ExpectedStart) })
 		return out
 	}
 	a, b := shape(1, "c1"), shape(1, "c1")
@@ -380,7 +380,7 @@ func TestValidateSpec(t *testing.T) {
 	// Run reports an invalid spec before sending anything.
 	s := DefaultSpec()
 	s.Rate = 0
-	if err := Run(context.Background(), s, newFakeKV(0), func(results.Op) { t.Error("emitted") }); !errors.Is(err, ErrInvalidSpec) {
+	if err := Run(context.Background(), s, newFakeKV(0), func(records.Op) { t.Error("emitted") }); !errors.Is(err, ErrInvalidSpec) {
 		t.Fatalf("Run with rate 0: %v", err)
 	}
 }
@@ -435,7 +435,7 @@ func TestGeneratorMixAndKeys(t *testing.T) {
 		keys = map[string]int{}
 		for range 100000 {
 			r := g.Next()
-			if r.Kind == results.KindWrite {
+			if r.Kind == records.KindWrite {
 				writes++
 			}
 			keys[r.Key]++

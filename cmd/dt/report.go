@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/results"
 )
 
@@ -43,7 +44,7 @@ every run.`,
 				if n := sum.SkippedRecords - len(sum.Skipped); n > 0 {
 					fmt.Fprintf(out, "  ... and %d more\n", n)
 				}
-				fmt.Fprintln(out, "report:", filepath.Join(dir, results.ReportFile))
+				fmt.Fprintln(out, "report:", filepath.Join(dir, records.ReportFile))
 			}
 			return err // Analyze's errors name the run directory already
 		},

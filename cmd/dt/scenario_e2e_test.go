@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 )
 
 // TestScenarioFileErrorsBeforeAnythingIsCreated: a scenario with an unknown action, a
@@ -110,19 +110,19 @@ func readSteps(t *testing.T, path string) string {
 }
 
 // faultStarts lists the fault-start events of a run, T measured from workload-start.
-func faultStarts(t *testing.T, dir string) []results.Event {
+func faultStarts(t *testing.T, dir string) []records.Event {
 	t.Helper()
-	run, err := results.Load(dir)
+	run, err := records.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var t0 float64
-	var out []results.Event
+	var out []records.Event
 	for _, ev := range run.Events {
 		switch ev.Type {
-		case results.EventWorkloadStart:
+		case records.EventWorkloadStart:
 			t0 = ev.T
-		case results.EventFaultStart:
+		case records.EventFaultStart:
 			ev.T -= t0
 			out = append(out, ev)
 		}

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dtlab/dt/results"
+	"github.com/dtlab/dt/records"
 )
 
 // newShellE2E skips unless the end-to-end tests can run and etcd is installed.
@@ -228,9 +228,9 @@ func TestShellScriptedSession(t *testing.T) {
 	faultsSeen := map[string]string{}
 	for _, ev := range evs {
 		switch ev.Type {
-		case results.EventCommand:
+		case records.EventCommand:
 			typed = append(typed, ev.Detail)
-		case results.EventFaultStart, results.EventFaultEnd:
+		case records.EventFaultStart, records.EventFaultEnd:
 			faultsSeen[ev.Type+" "+ev.Fault] = ev.Action
 		}
 	}
@@ -248,7 +248,7 @@ func TestShellScriptedSession(t *testing.T) {
 }
 
 // readEvents reads the events.jsonl of the only run under root (through its latest link).
-func readEvents(t *testing.T, root string) []results.Event {
+func readEvents(t *testing.T, root string) []records.Event {
 	t.Helper()
 	paths, _ := filepath.Glob(filepath.Join(root, "*", "latest", "events.jsonl"))
 	if len(paths) != 1 {
@@ -259,10 +259,10 @@ func readEvents(t *testing.T, root string) []results.Event {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var evs []results.Event
+	var evs []records.Event
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		var ev results.Event
+		var ev records.Event
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			t.Fatalf("%s: %v", paths[0], err)
 		}
@@ -393,7 +393,7 @@ func TestShellInteractiveTmux(t *testing.T) {
 	evs := readEvents(t, resultsDir)
 	var typed []string
 	for _, ev := range evs {
-		if ev.Type == results.EventCommand {
+		if ev.Type == records.EventCommand {
 			typed = append(typed, ev.Detail)
 		}
 	}

@@ -1,4 +1,4 @@
-package results
+package records
 
 import (
 	"bufio"
@@ -12,14 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-)
-
-// Names of the files in a run directory.
-const (
-	ConfigFile = "config.json"
-	OpsFile    = "ops.jsonl"
-	EventsFile = "events.jsonl"
-	LogsDir    = "logs"
 )
 
 // maxSkippedSamples bounds how many skipped lines Load describes individually; all are counted.

@@ -1,13 +1,4 @@
-// Package results owns a run's directory and everything written to it: the streaming
-// operation and event logs, their analysis, the linearizability check, plots and reports.
-package results
-
-import (
-	"encoding/json"
-	"fmt"
-	"os"
-	"sync"
-)
+package records
 
 // ResultOK is the Result of an operation that succeeded. Any other Result is a failure
 // and holds the error text.
@@ -67,42 +58,4 @@ type Event struct {
 	Leader  string   `json:"leader,omitempty"`
 	Term    uint64   `json:"term,omitempty"`
 	Detail  string   `json:"detail,omitempty"`
-}
-
-// JSONLWriter appends one JSON object per line and writes each line with a single write,
-// so a crash leaves at most one half-written last line behind.
-type JSONLWriter struct {
-	mu sync.Mutex
-	f  *os.File
-}
-
-// CreateJSONL opens path for appending, creating it if needed.
-func CreateJSONL(path string) (*JSONLWriter, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	return &JSONLWriter{f: f}, nil
-}
-
-// Append writes v as one line.
-func (w *JSONLWriter) Append(v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode record: %w", err)
-	}
-	b = append(b, '\n')
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if _, err := w.f.Write(b); err != nil {
-		return fmt.Errorf("append to %s: %w", w.f.Name(), err)
-	}
-	return nil
-}
-
-// Close closes the file.
-func (w *JSONLWriter) Close() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.f.Close()
 }

@@ -1,8 +1,9 @@
-package results
+package records
 
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -76,9 +77,7 @@ func FuzzDecodeOp(f *testing.F) {
 
 func TestLoadSkipsCorruptLines(t *testing.T) {
 	dir := t.TempDir()
-	s := leaderRun()
-	s.duration = 5
-	s.write(t, dir)
+	writeTestRun(t, dir, 1000)
 	ops := filepath.Join(dir, OpsFile)
 	// A corrupt line in the middle, a very long garbage line (longer than the read buffer)
 	// and a half-written last line, as a crash leaves it.
@@ -134,4 +133,63 @@ func TestLoadMissingFiles(t *testing.T) {
 	if len(run.Events) != 1 || len(run.Warnings) != 2 { // config.json and ops.jsonl missing
 		t.Errorf("run = %+v", run)
 	}
+}
+
+// writeTestRun writes a run directory as a run does: config.json, n operations through a
+// JSONLWriter (successful writes and reads, reads of an absent key, failures and overloads)
+// and the events of a run with a leader kill.
+func writeTestRun(t *testing.T, dir string, n int) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, LogsDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := json.MarshalIndent(map[string]any{"system": "etcd", "topology": "simple", "workload": "uniform", "fault": "leader", "seed": 1}, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, ConfigFile), cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ow, err := CreateJSONL(filepath.Join(dir, OpsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		at := 2 + float64(i)/200
+		o := Op{Client: fmt.Sprintf("c%d", i%4), Key: fmt.Sprint(i % 7), ExpectedStart: at, Submitted: at + 0.0001,
+			Completed: at + 0.003, Result: ResultOK, Target: fmt.Sprintf("10.0.0.%d:2379", 1+i%3)}
+		switch i % 5 {
+		case 0:
+			o.Kind, o.Value = KindWrite, fmt.Sprintf("%s-%d", o.Client, i)
+		case 1:
+			o.Kind, o.Value = KindRead, fmt.Sprintf("c0-%d", i-1)
+		case 2:
+			o.Kind = KindRead // the key was absent
+		case 3:
+			o.Kind, o.Value, o.Result = KindWrite, fmt.Sprintf("%s-%d", o.Client, i), "context deadline exceeded"
+		case 4:
+			o.Kind, o.Result, o.Submitted, o.Completed = KindRead, ResultOverload, at, at
+		}
+		if err := ow.Append(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ow.Close()
+	ew, err := CreateJSONL(filepath.Join(dir, EventsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []Event{
+		{T: 0, Type: EventRunStart},
+		{T: 1, Type: EventLeader, Leader: "s1", Term: 2},
+		{T: 1.5, Type: EventClusterReady},
+		{T: 2, Type: EventWorkloadStart},
+		{T: 3, Type: EventFaultStart, Fault: "leader", Targets: []string{"s1"}},
+		{T: 3, Type: EventFaultAction, Fault: "leader", Action: "kill", Targets: []string{"s1"}},
+		{T: 5, Type: EventFaultEnd, Fault: "leader", Targets: []string{"s1"}},
+		{T: 7, Type: EventWorkloadEnd},
+		{T: 8, Type: EventRunEnd},
+	} {
+		if err := ew.Append(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ew.Close()
 }
