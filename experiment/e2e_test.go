@@ -175,7 +175,7 @@ func TestLeaderKill(t *testing.T) {
 	if nb == 0 || dip > 0.5*pre/float64(nb) {
 		t.Errorf("no throughput dip at the kill: %.0f ops/s before, lowest %.0f after", pre/float64(max(nb, 1)), dip)
 	}
-	for _, f := range []string{"throughput.png", "latency.png", "latency_cdf.png", "report.html"} {
+	for _, f := range []string{records.PlotThroughput + ".png", records.PlotLatency + ".png", records.PlotLatencyCDF + ".png", records.ReportFile} {
 		if st, err := os.Stat(filepath.Join(out.RunDir, f)); err != nil || st.Size() < 10_000 {
 			t.Errorf("%s missing or trivial: %v", f, err)
 		}

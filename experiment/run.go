@@ -130,10 +130,10 @@ func Start(ctx context.Context, cfg Config, o Options) (*Cluster, error) {
 	}
 	c := &Cluster{Cfg: cfg, Sys: sys, RunDir: runDir, Agents: map[string]*agent.Agent{},
 		rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0x64740000))}
-	if c.Events, err = records.CreateJSONL(filepath.Join(runDir, "events.jsonl")); err != nil {
+	if c.Events, err = records.CreateJSONL(filepath.Join(runDir, records.EventsFile)); err != nil {
 		return nil, err
 	}
-	if c.Ops, err = records.CreateJSONL(filepath.Join(runDir, "ops.jsonl")); err != nil {
+	if c.Ops, err = records.CreateJSONL(filepath.Join(runDir, records.OpsFile)); err != nil {
 		return nil, err
 	}
 	c.T0 = time.Now()
@@ -204,7 +204,7 @@ func newRunDir(cfg Config) (string, error) {
 	parent := filepath.Join(root, cfg.Name())
 	stamp := time.Now().UTC().Format("20060102T150405.000Z")
 	dir := filepath.Join(parent, stamp)
-	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, records.LogsDir), 0o755); err != nil {
 		return "", fmt.Errorf("create run dir: %w", err)
 	}
 	for _, l := range []struct{ link, target string }{
@@ -243,7 +243,7 @@ func writeConfig(dir string, cfg Config, runID, datapath, shaper string, t0 time
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "config.json"), append(b, '\n'), 0o644)
+	return os.WriteFile(filepath.Join(dir, records.ConfigFile), append(b, '\n'), 0o644)
 }
 
 var versionsOnce = sync.OnceValue(func() map[string]string {
@@ -282,7 +282,7 @@ func versions(cfg Config) map[string]string {
 // launchAgents starts one agent per node, in parallel (see startAgents).
 func (c *Cluster) launchAgents(ctx context.Context, exe, shaper string) error {
 	c.exe = exe
-	agents, err := startAgents(ctx, c.Live, filepath.Join(c.RunDir, "logs"), exe, shaper)
+	agents, err := startAgents(ctx, c.Live, filepath.Join(c.RunDir, records.LogsDir), exe, shaper)
 	for n, a := range agents {
 		c.Agents[n] = a
 	}
@@ -337,7 +337,7 @@ func (c *Cluster) startSystem(ctx context.Context) error {
 func (c *Cluster) startMember(ctx context.Context, i int, rejoin bool) error {
 	m := c.Members.Members[i]
 	cmd := c.Sys.MemberCommand(c.Members, i, rejoin)
-	cmd.Log = filepath.Join(c.RunDir, "logs", m.Name+".log")
+	cmd.Log = filepath.Join(c.RunDir, records.LogsDir, m.Name+".log")
 	_, err := c.Agents[m.Name].Client().Start(ctx, agent.ProcSpec{Name: procName, Argv: cmd.Argv, Env: cmd.Env, Dir: cmd.Dir, Log: cmd.Log})
 	if err != nil {
 		return fmt.Errorf("start %s on %s: %w", c.Cfg.System, m.Name, err)

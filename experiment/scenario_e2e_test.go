@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -279,7 +280,7 @@ func TestKillUntilSnapshot(t *testing.T) {
 	if victim == "" || !strings.Contains(detail, "compacted its log") {
 		t.Fatalf("kill-until-snapshot of %q ended with %q: want the leader's compaction past it", victim, detail)
 	}
-	log, err := os.ReadFile(c.RunDir + "/logs/" + victim + ".log")
+	log, err := os.ReadFile(filepath.Join(c.RunDir, records.LogsDir, victim+".log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +343,7 @@ steps:
 	if _, err := os.Stat(c.RunDir + "/" + backup + "/member/wal"); err != nil {
 		t.Errorf("the backup of %s has no member/wal: %v", victim, err)
 	}
-	log, _ := os.ReadFile(c.RunDir + "/logs/" + victim + ".log")
+	log, _ := os.ReadFile(filepath.Join(c.RunDir, records.LogsDir, victim+".log"))
 	if !strings.Contains(string(log), "applied incoming Raft snapshot") && !strings.Contains(string(log), "restored snapshot") {
 		t.Logf("note: %s's log shows no snapshot; it caught up from the log", victim)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dtlab/dt/agent"
 	"github.com/dtlab/dt/faults"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/systems"
 	"github.com/dtlab/dt/topology"
 )
@@ -149,7 +150,7 @@ func (c *Cluster) startProcesses(ctx context.Context) error {
 			}
 		}
 		spec := agent.ProcSpec{Name: "x-" + p.Name, Argv: argv, Env: env,
-			Log: filepath.Join(c.RunDir, "logs", p.Node+"-"+p.Name+".log")}
+			Log: filepath.Join(c.RunDir, records.LogsDir, p.Node+"-"+p.Name+".log")}
 		if _, err := a.Client().Start(ctx, spec); err != nil {
 			return fmt.Errorf("process %s on %s: %w", p.Name, p.Node, err)
 		}

@@ -24,7 +24,7 @@ func median(xs []float64) float64 {
 
 func readConfig(t *testing.T, dir string) map[string]any {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	b, err := os.ReadFile(filepath.Join(dir, records.ConfigFile))
 	if err != nil {
 		t.Fatal(err)
 	}

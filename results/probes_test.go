@@ -32,7 +32,7 @@ func TestProbesSummaryCountsAndListsFailures(t *testing.T) {
 func TestReportListsProbeFailuresAndStepErrors(t *testing.T) {
 	dir := runDir(t)
 	leaderRun().write(t, dir)
-	w, err := records.CreateJSONL(filepath.Join(dir, "events.jsonl"))
+	w, err := records.CreateJSONL(filepath.Join(dir, records.EventsFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -367,7 +367,7 @@ func (s *Shell) cmdEvents(ctx context.Context, args []string) error {
 			return fmt.Errorf("events: %q is not a number of events", pos[0])
 		}
 	}
-	path := filepath.Join(s.cluster.RunDir, "events.jsonl")
+	path := filepath.Join(s.cluster.RunDir, records.EventsFile)
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("events: %w", err)

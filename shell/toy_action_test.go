@@ -80,7 +80,7 @@ func (a *toyCut) counts() (int, int) {
 // counts, and the targets its windows named.
 func toyEvents(t *testing.T, dir string) (starts, ends int, targets []string) {
 	t.Helper()
-	f, err := os.Open(filepath.Join(dir, "events.jsonl"))
+	f, err := os.Open(filepath.Join(dir, records.EventsFile))
 	if err != nil {
 		t.Fatal(err)
 	}

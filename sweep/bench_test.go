@@ -74,7 +74,7 @@ func BenchmarkPointOverhead(b *testing.B) {
 
 // eventTimes maps an event type to its (first) time in a run's events.jsonl.
 func eventTimes(b *testing.B, runDir string) map[string]float64 {
-	f, err := os.Open(filepath.Join(runDir, "events.jsonl"))
+	f, err := os.Open(filepath.Join(runDir, records.EventsFile))
 	if err != nil {
 		b.Fatal(err)
 	}

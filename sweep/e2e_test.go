@@ -288,7 +288,7 @@ func TestSweepEndToEnd(t *testing.T) {
 			Fault string  `json:"fault"`
 			Rate  float64 `json:"rate"`
 		}
-		b, err := os.ReadFile(filepath.Join(sweepDir, row["run_dir"], "config.json"))
+		b, err := os.ReadFile(filepath.Join(sweepDir, row["run_dir"], records.ConfigFile))
 		if err != nil || json.Unmarshal(b, &cfg) != nil || cfg.Seed != seed || cfg.Fault != wantFault || cfg.Rate != wantRate {
 			t.Errorf("%s: config.json %+v (%v), want seed %d", r.Name(), cfg, err, seed)
 		}
@@ -353,7 +353,7 @@ func TestSweepEndToEnd(t *testing.T) {
 // partitionTargets returns the leader and the follower of the run's partial-partition.
 func partitionTargets(t *testing.T, runDir string) (leader, follower string) {
 	t.Helper()
-	f, err := os.Open(filepath.Join(runDir, "events.jsonl"))
+	f, err := os.Open(filepath.Join(runDir, records.EventsFile))
 	if err != nil {
 		t.Fatal(err)
 	}

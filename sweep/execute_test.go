@@ -45,7 +45,7 @@ func (f *fakeRunner) Run(ctx context.Context, cfg experiment.Config, o experimen
 		return nil, err
 	}
 	b, _ := json.Marshal(cfg)
-	os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
+	os.WriteFile(filepath.Join(dir, records.ConfigFile), b, 0o644)
 	sum := synthSummary(dir, cfg.Rate, cfg.Nodes, cfg.Seed)
 	b, _ = json.Marshal(sum)
 	os.WriteFile(filepath.Join(dir, records.SummaryFile), b, 0o644)

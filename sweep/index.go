@@ -5,6 +5,8 @@ import (
 	"html/template"
 	"path/filepath"
 	"time"
+
+	"github.com/dtlab/dt/records"
 )
 
 var indexTmpl = template.Must(template.New("index").Parse(`<!DOCTYPE html>
@@ -57,7 +59,7 @@ func (d *Dir) writeIndex(rows []Row, plots []PlotFile) error {
 			ir.Params = append(ir.Params, FormatValue(v))
 		}
 		if r.RunDir != "" && !filepath.IsAbs(r.RunDir) {
-			ir.Report = filepath.ToSlash(filepath.Join(r.RunDir, "report.html"))
+			ir.Report = filepath.ToSlash(filepath.Join(r.RunDir, records.ReportFile))
 		}
 		data.Rows = append(data.Rows, ir)
 	}

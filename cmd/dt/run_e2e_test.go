@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dtlab/dt/records"
 )
 
 // needEtcd skips when etcd is missing, saying which package provides it.
@@ -48,7 +50,7 @@ func TestRunInterruptedKeepsHistory(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ops := filepath.Join(res, "latest", "ops.jsonl")
+	ops := filepath.Join(res, "latest", records.OpsFile)
 	deadline := time.Now().Add(60 * time.Second)
 	for countLines(ops) < 400 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
@@ -81,7 +83,7 @@ func TestRunInterruptedKeepsHistory(t *testing.T) {
 		}
 	}
 	var sum map[string]any
-	b, err := os.ReadFile(filepath.Join(res, "latest", "summary.json"))
+	b, err := os.ReadFile(filepath.Join(res, "latest", records.SummaryFile))
 	if err != nil {
 		t.Fatalf("no summary after an interrupted run: %v\n%s", err, out.String())
 	}
@@ -91,7 +93,7 @@ func TestRunInterruptedKeepsHistory(t *testing.T) {
 	if n := countLines(ops); n < 400 {
 		t.Errorf("ops.jsonl has %d records after the interrupt", n)
 	}
-	ev, _ := os.ReadFile(filepath.Join(res, "latest", "events.jsonl"))
+	ev, _ := os.ReadFile(filepath.Join(res, "latest", records.EventsFile))
 	if !strings.Contains(string(ev), `"run-end"`) {
 		t.Errorf("events.jsonl has no run-end after the interrupt:\n%s", ev)
 	}
@@ -129,7 +131,7 @@ func TestPreVoteReallyTakesEffect(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, out)
 	}
-	log, err := os.ReadFile(filepath.Join(res, "latest", "logs", "s1.log"))
+	log, err := os.ReadFile(filepath.Join(res, "latest", records.LogsDir, "s1.log"))
 	if err != nil {
 		t.Fatal(err)
 	}

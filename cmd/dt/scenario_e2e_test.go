@@ -69,10 +69,10 @@ func TestRandomScheduleReplays(t *testing.T) {
 	res1, res2 := t.TempDir(), t.TempDir()
 	out := e.mustDT("run", "etcd", "simple", "uniform", "--schedule", "random", "--seed", "11", "--mtbf", "3",
 		"--faults", "kill,partition,pause,delay", "--duration", "20", "--rate", "100", "--results", res1)
-	sched := filepath.Join(res1, "latest", "schedule.json")
+	sched := filepath.Join(res1, "latest", records.ScheduleFile)
 	out2 := e.mustDT("run", "etcd", "simple", "uniform", "--replay", sched, "--rate", "100", "--results", res2)
 
-	s1, s2 := readSteps(t, sched), readSteps(t, filepath.Join(res2, "latest", "schedule.json"))
+	s1, s2 := readSteps(t, sched), readSteps(t, filepath.Join(res2, "latest", records.ScheduleFile))
 	if s1 == "" || s1 != s2 {
 		t.Fatalf("the replay's schedule differs from the original:\n%s\n---\n%s", s1, s2)
 	}

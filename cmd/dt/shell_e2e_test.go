@@ -250,7 +250,7 @@ func TestShellScriptedSession(t *testing.T) {
 // readEvents reads the events.jsonl of the only run under root (through its latest link).
 func readEvents(t *testing.T, root string) []records.Event {
 	t.Helper()
-	paths, _ := filepath.Glob(filepath.Join(root, "*", "latest", "events.jsonl"))
+	paths, _ := filepath.Glob(filepath.Join(root, "*", "latest", records.EventsFile))
 	if len(paths) != 1 {
 		t.Fatalf("want one events.jsonl under %s, have %v", root, paths)
 	}

@@ -7,12 +7,14 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/dtlab/dt/experiment"
 	"github.com/dtlab/dt/faults"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/results"
 	"github.com/dtlab/dt/shell"
 	"github.com/dtlab/dt/systems"
@@ -142,8 +144,8 @@ func debugSession(ctx context.Context, cfg experiment.Config, o debugOptions) (e
 		return err
 	}
 	printNodes(c.Live)
-	fmt.Printf("%s is up: leader %s (term %d); every command goes to %s/events.jsonl\n",
-		cfg.System, c.Monitor.Leader(), c.Monitor.Term(), c.RunDir)
+	fmt.Printf("%s is up: leader %s (term %d); every command goes to %s\n",
+		cfg.System, c.Monitor.Leader(), c.Monitor.Term(), filepath.Join(c.RunDir, records.EventsFile))
 
 	sctx, stop := sessionContext(ctx, mode)
 	defer stop()
