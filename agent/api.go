@@ -23,7 +23,7 @@
 //	POST /dirs/backup        BackupRequest -> BackupResult (paths inside the run dir only)
 //	POST /dirs/clean         CleanRequest  -> CleanResult
 //	GET  /system/status?system=NAME&endpoint=URL -> systems.MemberStatus
-//	POST /workload           workloads.Spec -> NDJSON stream of results.Op
+//	POST /workload           workloads.Spec -> NDJSON stream of records.Op
 //	POST /workload/stop?client=NAME       end that workload's schedule; its stream ends ok
 //	POST /probe              ProbeRequest  -> ProbeResult: one HTTP request made from inside
 //	                                      the namespace; 200 even when the probe failed (see

@@ -71,7 +71,7 @@ func BenchmarkAnalyze1M(b *testing.B) {
 }
 
 // writeRunFast writes a synthetic run with buffered output (a million single writes
-// through JSONLWriter would dominate the set-up).
+// through records.JSONLWriter would dominate the set-up).
 func writeRunFast(b *testing.B, dir string, s synth) {
 	b.Helper()
 	writeRun(b, dir, s.config(), nil, s.events())

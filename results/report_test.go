@@ -341,7 +341,7 @@ func TestAnalyzeIntermittentFault(t *testing.T) {
 		records.Event{T: 12.8, Type: records.EventLeader, Leader: "s3", Term: 3}, records.Event{T: 16.9, Type: records.EventLeader, Leader: "s1", Term: 5})
 	cfg := s.config()
 	cfg["fault"] = "intermittent-full"
-	// Events in file order need not be sorted; Load sorts them.
+	// Events in file order need not be sorted; records.Load sorts them.
 	writeRun(t, dir, cfg, ops, events)
 	sum, err := Analyze(dir, Options{CheckTimeout: 10 * time.Second})
 	if err != nil {

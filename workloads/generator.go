@@ -15,7 +15,7 @@ import (
 // business: Run makes every written value unique so that histories can be checked for
 // linearizability.
 type Request struct {
-	Kind string // results.KindWrite or results.KindRead
+	Kind string // records.KindWrite or records.KindRead
 	Key  string
 }
 

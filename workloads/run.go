@@ -22,7 +22,7 @@ import (
 // omission); when Run falls behind (a busy CPU, timer granularity) it sends what is
 // overdue at once and the lag shows as Submitted − ExpectedStart. An operation that is
 // due while spec.MaxInflight are outstanding is not sent and is emitted with Result
-// results.ResultOverload and Submitted = Completed = the moment it was dropped.
+// records.ResultOverload and Submitted = Completed = the moment it was dropped.
 //
 // Every operation gets spec.OpTimeout; cancelling ctx stops issuing new operations but
 // does not cut the outstanding ones short. Run returns once every issued operation has
