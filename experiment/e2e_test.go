@@ -48,9 +48,14 @@ func needCluster(t *testing.T) {
 			t.Skipf("needs %s: apt-get install openvswitch-switch etcd-server", bin)
 		}
 	}
-	d := t.TempDir()
-	t.Setenv("DT_RUNTIME_DIR", filepath.Join("/tmp", "dtrt-"+filepath.Base(d)))
-	t.Cleanup(func() { os.RemoveAll(os.Getenv("DT_RUNTIME_DIR")) })
+	// A short, unique runtime dir: socket paths are limited to 107 bytes, and tests of
+	// other checkouts may run at the same time.
+	rt, err := os.MkdirTemp("/tmp", "dtrt-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DT_RUNTIME_DIR", rt)
+	t.Cleanup(func() { os.RemoveAll(rt) })
 }
 
 func testConfig(t *testing.T, fault string, duration float64) Config {

@@ -38,9 +38,14 @@ func needNetwork(t testing.TB) {
 			t.Skipf("needs %s (Debian: openvswitch-switch, iptables, iproute2)", bin)
 		}
 	}
-	d := t.TempDir()
-	t.Setenv("DT_RUNTIME_DIR", "/tmp/dtrt-"+d[len(d)-10:])
-	t.Cleanup(func() { os.RemoveAll(os.Getenv("DT_RUNTIME_DIR")) })
+	// A short, unique runtime dir: socket paths are limited to 107 bytes, and tests of
+	// other checkouts may run at the same time.
+	rt, err := os.MkdirTemp("/tmp", "dtrt-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DT_RUNTIME_DIR", rt)
+	t.Cleanup(func() { os.RemoveAll(rt) })
 }
 
 // upNetwork builds `dt up simple` with the given link flags on the userspace backend.

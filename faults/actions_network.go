@@ -165,31 +165,34 @@ type healAction struct{}
 
 func (healAction) Name() string { return "heal" }
 func (healAction) Describe() string {
-	return "undo every partition, isolate, port and link fault still in place (targets: @id to heal one step)"
+	return "undo every partition, isolate, port and link fault still in place (targets: @id heals that step, a node or selector the faults that involve it)"
 }
 func (healAction) Form() Form {
 	return Form{Targets: TargetsOptional, RawTargets: true, Needs: []Capability{CapNetwork}}
 }
 
-func (healAction) Check(s Step, _ Cluster) []FieldError {
-	var errs []FieldError
-	for _, t := range s.Targets {
-		if !strings.HasPrefix(t, "@") {
-			errs = append(errs, fieldErrorf("targets", "heal takes @id of the steps to heal, not %q", t))
+func (healAction) Run(ctx context.Context, call *Call) error {
+	var ids, sel []string
+	for _, t := range call.Targets {
+		if strings.HasPrefix(t, "@") {
+			ids = append(ids, t[1:])
+		} else {
+			sel = append(sel, t)
 		}
 	}
-	return errs
-}
-
-func (healAction) Run(ctx context.Context, call *Call) error {
-	targets := call.Targets
-	var match func(Effect) bool
-	if len(targets) > 0 {
-		match = func(e Effect) bool { return slices.Contains(targets, "@"+e.Label) }
+	nodes, err := call.Resolve(ctx, sel)
+	if err != nil {
+		return err
+	}
+	match := func(e Effect) bool {
+		if len(call.Targets) == 0 || slices.Contains(ids, e.Label) {
+			return true
+		}
+		return slices.ContainsFunc(e.Nodes, func(n string) bool { return slices.Contains(nodes, n) })
 	}
 	var names []string
 	for _, e := range call.sc.eng.Active() {
-		if e.Kind == KindNetwork && (match == nil || match(e)) {
+		if e.Kind == KindNetwork && match(e) {
 			names = append(names, e.Label)
 		}
 	}

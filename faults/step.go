@@ -45,11 +45,13 @@ type Step struct {
 	Jitter    Duration   `json:"jitter,omitempty" yaml:"jitter"`       // delay
 	Loss      float64    `json:"loss,omitempty" yaml:"loss"`           // droppkg, loss: percent
 	Rate      string     `json:"rate,omitempty" yaml:"rate"`           // limitspeed, link: "1mbit" (a bare number is Mbit/s)
-	OneWay    bool       `json:"one_way,omitempty" yaml:"one-way"`     // partition of two groups: drop only first -> second
 	Timeout   Duration   `json:"timeout,omitempty" yaml:"timeout"`     // wait-healthy, kill-until-snapshot
 
 	// Probe is called after the step is applied; its outcome is recorded as an event.
 	Probe *Probe `json:"probe,omitempty" yaml:"probe"`
+
+	// OneWay: a partition of two groups drops only what goes from the first to the second.
+	OneWay bool `json:"one_way,omitempty" yaml:"one-way"`
 
 	// Source says where the step was written ("scenario.yaml:12"), for errors.
 	Source string `json:"-" yaml:"-"`

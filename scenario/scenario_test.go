@@ -394,7 +394,7 @@ func TestEveryStepField(t *testing.T) {
 		Every: faults.Duration(time.Minute), Until: faults.Duration(time.Hour), Groups: [][]string{{"e"}, {"f", "g"}},
 		Mode: "h", Port: 9, Proto: "i", Direction: "j", Delay: faults.Duration(time.Millisecond),
 		Jitter: faults.Duration(time.Microsecond), Loss: 0.5, Rate: "1mbit", Timeout: faults.Duration(2 * time.Second),
-		Probe: &faults.Probe{URL: "k", From: "l", Timeout: faults.Duration(3 * time.Second)},
+		Probe: &faults.Probe{URL: "k", From: "l", Timeout: faults.Duration(3 * time.Second)}, OneWay: true,
 	}
 	v := reflect.ValueOf(st)
 	for _, f := range stepFields {

@@ -113,8 +113,14 @@ func toyConfig(t *testing.T) experiment.Config {
 			t.Skipf("needs %s: apt-get install openvswitch-switch etcd-server", bin)
 		}
 	}
-	t.Setenv("DT_RUNTIME_DIR", filepath.Join("/tmp", "dtrt-toy-"+filepath.Base(t.TempDir())))
-	t.Cleanup(func() { os.RemoveAll(os.Getenv("DT_RUNTIME_DIR")) })
+	// A short, unique runtime dir: socket paths are limited to 107 bytes, and tests of
+	// other checkouts may run at the same time.
+	rt, err := os.MkdirTemp("/tmp", "dtrt-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DT_RUNTIME_DIR", rt)
+	t.Cleanup(func() { os.RemoveAll(rt) })
 	cfg := experiment.Defaults()
 	cfg.Rate, cfg.Seed, cfg.CheckTimeout = 100, 5, 20
 	cfg.ResultsRoot = t.TempDir()
