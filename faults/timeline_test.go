@@ -17,19 +17,23 @@ func ms(n int) *Duration { return at(time.Duration(n) * time.Millisecond) }
 func TestTimelineStepsInOrderWithUndos(t *testing.T) {
 	f := newFake(1)
 	steps := []Step{
-		{ID: "p", Action: "pause", Targets: []string{"leader"}, At: ms(10), For: Duration(15 * time.Millisecond),
+		// About 100 ms between things that must come in order, each relative to the
+		// first step (after, not at): on a loaded machine a timer fires milliseconds late
+		// and the test itself may start a hundred late, which with 5 ms margins and
+		// absolute times reordered the steps.
+		{ID: "p", Action: "pause", Targets: []string{"leader"}, At: ms(10), For: Duration(200 * time.Millisecond),
 			Probe: &Probe{URL: "http://127.0.0.1:7070/check"}},
-		{ID: "port", Action: "dropport", Targets: []string{"follower"}, Port: 2379, Proto: "tcp", At: ms(20)},
-		{Action: "recoverport", Targets: []string{"@port"}, Port: 2379, Proto: "tcp", After: Duration(20 * time.Millisecond)},
+		{ID: "port", Action: "dropport", Targets: []string{"follower"}, Port: 2379, Proto: "tcp", After: Duration(100 * time.Millisecond)},
+		{Action: "recoverport", Targets: []string{"@port"}, Port: 2379, Proto: "tcp", After: Duration(200 * time.Millisecond)},
 		{ID: "k", Action: "kill", Targets: []string{"s5"}},
 		{Action: "restart", Targets: []string{"@k"}},
-		{ID: "halves", Action: "partition", Mode: "random-halves", At: ms(100)},
+		{ID: "halves", Action: "partition", Mode: "random-halves", After: Duration(100 * time.Millisecond)},
 		{Action: "heal"},
 	}
 	if err := ValidateTimeline(steps, Cluster{Nodes: f.nodes, Servers: f.servers}); err != nil {
 		t.Fatal(err)
 	}
-	if err := RunTimeline(context.Background(), f, steps, 150*time.Millisecond); err != nil {
+	if err := RunTimeline(context.Background(), f, steps, 700*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"pause s2", "probe c1 http://127.0.0.1:7070/check", "dropport ", "continue s2", "recoverport ",
