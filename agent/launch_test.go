@@ -52,9 +52,10 @@ func findAgentExe(t *testing.T) (string, error) {
 		}
 		t.Logf("$DT_BIN=%s has no agent verb; building one", bin)
 	}
+	// go test puts its own GOROOT/bin first on the PATH of the test binary.
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return "", fmt.Errorf("no $DT_BIN and no go on PATH to build an agent: %w", err)
 	}
 	if binDir, err = os.MkdirTemp("", "dtagent-bin-"); err != nil {
 		return "", err

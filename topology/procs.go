@@ -27,7 +27,7 @@ func RunProcesses(runID string) []int {
 		if err != nil {
 			continue
 		}
-		if bytes.HasPrefix(env, want[:len(want)]) || bytes.Contains(env, append([]byte{0}, want...)) {
+		if bytes.HasPrefix(env, want) || bytes.Contains(env, append([]byte{0}, want...)) {
 			pids = append(pids, pid)
 		}
 	}

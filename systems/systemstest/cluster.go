@@ -95,7 +95,7 @@ func freeLoopbackBlock(n int) ([]string, error) {
 			return ips, nil
 		}
 	}
-	return nil, errors.New("no free block of loopback addresses 127.0.B.11..")
+	return nil, errors.New("no free block of loopback addresses 127.0.B.11 onwards")
 }
 
 func (lc *Cluster) start(i int, rejoin bool) error {
