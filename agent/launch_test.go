@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/dtlab/dt/internal/procenv"
 )
 
 var (
@@ -141,8 +143,8 @@ func TestLaunchAndClose(t *testing.T) {
 	if h.Pid != a.Pid() || h.Node != "c1" || h.RunID != o.RunID {
 		t.Fatalf("health = %+v, agent pid %d", h, a.Pid())
 	}
-	env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", a.Pid()))
-	if !bytes.Contains(env, []byte(EnvRunID+"="+o.RunID+"\x00")) {
+	env, _ := procenv.Read(a.Pid())
+	if !procenv.Contains(env, EnvRunID+"="+o.RunID) {
 		t.Errorf("agent's environment lacks %s", EnvRunID)
 	}
 	if pgid, _ := syscall.Getpgid(a.Pid()); pgid != a.Pid() {
