@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/vishvananda/netns"
 
+	"github.com/dtlab/dt/internal/nsrun"
 	"github.com/dtlab/dt/internal/procenv"
 )
 
@@ -218,38 +218,15 @@ func TestLaunchInNetns(t *testing.T) {
 	}
 }
 
-// newNamedNetns creates a named netns from a thread of its own and deletes it at the
-// end of the test.
+// newNamedNetns creates a named netns (nsrun: the test's threads stay where they are) and
+// deletes it at the end of the test.
 func newNamedNetns(t *testing.T, name string) {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		h, err := netns.NewNamed(name)
-		if err != nil {
-			netns.Set(orig)
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("create netns %s: %w", name, err)
-			return
-		}
-		h.Close()
-		if err := netns.Set(orig); err != nil {
-			errc <- err // thread stays locked and dies with this goroutine
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+	h, err := nsrun.NewNamed(name)
+	if err != nil {
 		t.Fatal(err)
 	}
+	h.Close()
 	t.Cleanup(func() {
 		if err := netns.DeleteNamed(name); err != nil {
 			t.Errorf("delete netns %s: %v", name, err)
