@@ -10,10 +10,11 @@ package topology
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/netip"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -276,12 +277,7 @@ func Register(name string, b Builder) error {
 
 // Names lists registered builders.
 func Names() []string {
-	var out []string
-	for n := range builders {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(builders))
 }
 
 // IsFile reports whether a topology argument names a file rather than a builder: it
