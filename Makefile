@@ -2,7 +2,7 @@
 GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
 BIN := bin/dt
 
-.PHONY: build test bench clean deps run docker docker-build docker-test
+.PHONY: build test lint bench clean deps run docker docker-build docker-test
 
 build:
 	$(GO) build -o $(BIN) ./cmd/dt
@@ -14,6 +14,19 @@ deps:
 
 test: build
 	DT_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -p 1 -timeout 75m ./...
+
+# lint runs gofmt (lists the files it would change), go vet and staticcheck, all three even
+# when one fails. staticcheck is a tool dependency in go.mod (`go tool staticcheck`): make deps
+# downloads it with the other modules, so lint needs no network.
+GOFMT ?= $(shell $(GO) env GOROOT)/bin/gofmt
+
+lint:
+	@status=0; \
+	files=$$(find . -path ./bin -prune -o -name '*.go' -print | xargs $(GOFMT) -l) || status=1; \
+	if [ -n "$$files" ]; then echo "gofmt: not formatted (gofmt -w FILE):"; echo "$$files"; status=1; fi; \
+	echo "$(GO) vet ./..."; $(GO) vet ./... || status=1; \
+	echo "$(GO) tool staticcheck ./..."; $(GO) tool staticcheck ./... || status=1; \
+	exit $$status
 
 bench: build
 	DT_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +15,9 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/dtlab/dt/internal/nsrun"
+	"github.com/dtlab/dt/internal/procenv"
 )
 
 var (
@@ -52,9 +54,10 @@ func findAgentExe(t *testing.T) (string, error) {
 		}
 		t.Logf("$DT_BIN=%s has no agent verb; building one", bin)
 	}
+	// go test puts its own GOROOT/bin first on the PATH of the test binary.
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return "", fmt.Errorf("no $DT_BIN and no go on PATH to build an agent: %w", err)
 	}
 	if binDir, err = os.MkdirTemp("", "dtagent-bin-"); err != nil {
 		return "", err
@@ -140,8 +143,8 @@ func TestLaunchAndClose(t *testing.T) {
 	if h.Pid != a.Pid() || h.Node != "c1" || h.RunID != o.RunID {
 		t.Fatalf("health = %+v, agent pid %d", h, a.Pid())
 	}
-	env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", a.Pid()))
-	if !bytes.Contains(env, []byte(EnvRunID+"="+o.RunID+"\x00")) {
+	env, _ := procenv.Read(a.Pid())
+	if !procenv.Contains(env, EnvRunID+"="+o.RunID) {
 		t.Errorf("agent's environment lacks %s", EnvRunID)
 	}
 	if pgid, _ := syscall.Getpgid(a.Pid()); pgid != a.Pid() {
@@ -215,38 +218,15 @@ func TestLaunchInNetns(t *testing.T) {
 	}
 }
 
-// newNamedNetns creates a named netns from a thread of its own and deletes it at the
-// end of the test.
+// newNamedNetns creates a named netns (nsrun: the test's threads stay where they are) and
+// deletes it at the end of the test.
 func newNamedNetns(t *testing.T, name string) {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		h, err := netns.NewNamed(name)
-		if err != nil {
-			netns.Set(orig)
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("create netns %s: %w", name, err)
-			return
-		}
-		h.Close()
-		if err := netns.Set(orig); err != nil {
-			errc <- err // thread stays locked and dies with this goroutine
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+	h, err := nsrun.NewNamed(name)
+	if err != nil {
 		t.Fatal(err)
 	}
+	h.Close()
 	t.Cleanup(func() {
 		if err := netns.DeleteNamed(name); err != nil {
 			t.Errorf("delete netns %s: %v", name, err)

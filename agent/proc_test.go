@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dtlab/dt/internal/procenv"
 )
 
 func sleepSpec(a *testAgent, name string) ProcSpec {
@@ -22,9 +23,13 @@ func sleepSpec(a *testAgent, name string) ProcSpec {
 func TestStartStatusList(t *testing.T) {
 	a := startTestAgent(t, nil)
 	ctx := ctxT(t)
+	// No exec in the script: the environment read below must be that of the program Start
+	// exec'd (Start returns once it has), and a second exec would race the read (an
+	// exec'ing process shows no environment, procenv.Read). The exit after sleep keeps a
+	// shell from turning its last command into an exec.
 	spec := ProcSpec{
 		Name: "p1",
-		Argv: []string{"sh", "-c", `echo "hello $FOO from $DT_NODE"; echo oops >&2; exec sleep 100`},
+		Argv: []string{"sh", "-c", `echo "hello $FOO from $DT_NODE"; echo oops >&2; sleep 100; exit`},
 		Env:  []string{"FOO=bar", EnvNode + "=spoofed"},
 		Dir:  a.runDir,
 		Log:  filepath.Join(a.runDir, "logs", "p1.log"),
@@ -39,12 +44,12 @@ func TestStartStatusList(t *testing.T) {
 	waitLog(t, spec.Log, "hello bar from n1")
 	waitLog(t, spec.Log, "oops")
 
-	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", st.Pid))
+	env, err := procenv.Read(st.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{EnvRunID + "=test-" + t.Name(), EnvNode + "=n1", "FOO=bar"} {
-		if !bytes.Contains(env, []byte(want+"\x00")) {
+		if !procenv.Contains(env, want) {
 			t.Errorf("environment of pid %d lacks %q", st.Pid, want)
 		}
 	}

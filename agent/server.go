@@ -221,11 +221,17 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("GET /health", s.handleHealth)
 	mux.HandleFunc("POST /shutdown", s.handleShutdown)
 	mux.HandleFunc("GET /procs", s.handleList)
-	mux.HandleFunc("POST /procs", s.handleStart)
+	mux.HandleFunc("POST /procs", handleJSON(http.StatusCreated, func(_ *http.Request, spec ProcSpec) (ProcStatus, error) {
+		return s.sup.start(spec)
+	}))
 	mux.HandleFunc("GET /procs/{name}", s.handleStatus)
 	mux.HandleFunc("POST /procs/{name}/{action}", s.handleAction)
-	mux.HandleFunc("POST /dirs/backup", s.handleBackup)
-	mux.HandleFunc("POST /dirs/clean", s.handleClean)
+	mux.HandleFunc("POST /dirs/backup", handleJSON(http.StatusOK, func(r *http.Request, req BackupRequest) (BackupResult, error) {
+		return s.dirs.backup(r.Context(), req)
+	}))
+	mux.HandleFunc("POST /dirs/clean", handleJSON(http.StatusOK, func(_ *http.Request, req CleanRequest) (CleanResult, error) {
+		return s.dirs.clean(req)
+	}))
 	mux.HandleFunc("GET /system/status", s.handleSystemStatus)
 	mux.HandleFunc("POST /workload", s.handleWorkload)
 	mux.HandleFunc("POST /workload/stop", s.handleWorkloadStop)
@@ -285,6 +291,24 @@ func decodeJSON(r *http.Request, v any) error {
 	return nil
 }
 
+// handleJSON is a handler that decodes the request body into a Req (decodeJSON), calls
+// call, and answers code with its result, or the error's status (writeError).
+func handleJSON[Req, Res any](code int, call func(r *http.Request, req Req) (Res, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req Req
+		if err := decodeJSON(r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		res, err := call(r, req)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, code, res)
+	}
+}
+
 func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	ns, err := os.Readlink("/proc/self/ns/net")
 	if err != nil {
@@ -309,20 +333,6 @@ func (s *server) handleShutdown(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) handleList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.sup.list())
-}
-
-func (s *server) handleStart(w http.ResponseWriter, r *http.Request) {
-	var spec ProcSpec
-	if err := decodeJSON(r, &spec); err != nil {
-		writeError(w, err)
-		return
-	}
-	st, err := s.sup.start(spec)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, st)
 }
 
 func (s *server) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -378,34 +388,6 @@ func (s *server) handleAction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
-}
-
-func (s *server) handleBackup(w http.ResponseWriter, r *http.Request) {
-	var req BackupRequest
-	if err := decodeJSON(r, &req); err != nil {
-		writeError(w, err)
-		return
-	}
-	res, err := s.dirs.backup(r.Context(), req)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
-}
-
-func (s *server) handleClean(w http.ResponseWriter, r *http.Request) {
-	var req CleanRequest
-	if err := decodeJSON(r, &req); err != nil {
-		writeError(w, err)
-		return
-	}
-	res, err := s.dirs.clean(req)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
 }
 
 func (s *server) handleSystemStatus(w http.ResponseWriter, r *http.Request) {

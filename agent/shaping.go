@@ -84,32 +84,12 @@ func (s *server) shapingRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /shaping", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.links.status())
 	})
-	mux.HandleFunc("POST /shaping/layers", func(w http.ResponseWriter, r *http.Request) {
-		var req ShapeRequest
-		if err := decodeJSON(r, &req); err != nil {
-			writeError(w, err)
-			return
-		}
-		st, err := s.links.set(r.Context(), req)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, st)
-	})
-	mux.HandleFunc("POST /shaping/clear", func(w http.ResponseWriter, r *http.Request) {
-		var req ShapeClearRequest
-		if err := decodeJSON(r, &req); err != nil {
-			writeError(w, err)
-			return
-		}
-		st, err := s.links.clear(r.Context(), req)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, st)
-	})
+	mux.HandleFunc("POST /shaping/layers", handleJSON(http.StatusOK, func(r *http.Request, req ShapeRequest) (ShapeStatus, error) {
+		return s.links.set(r.Context(), req)
+	}))
+	mux.HandleFunc("POST /shaping/clear", handleJSON(http.StatusOK, func(r *http.Request, req ShapeClearRequest) (ShapeStatus, error) {
+		return s.links.clear(r.Context(), req)
+	}))
 }
 
 // closeShaping removes every impairment of the agent on its way out.

@@ -204,9 +204,10 @@ func (s *supervisor) reap(name string, inc *incarnation, cmd *exec.Cmd) {
 	if inc.intent != "" {
 		inc.state = inc.intent
 	}
-	close(inc.done)
 	s.log.Info("ended", "proc", name, "pid", inc.pid, "state", inc.state, "exit_code", inc.exitCode,
 		"signal", inc.signal, "wait_error", errString(err))
+	// Last: whoever waits on done (killAll at shutdown) may stop the logger once it is closed.
+	close(inc.done)
 }
 
 func errString(err error) string {

@@ -1,7 +1,6 @@
 package probe
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -27,11 +26,7 @@ func TestEtcdCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	lc := systemstest.Start(t, sys, 1, nil) // skips when /usr/bin/etcd is not installed
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if _, _, err := lc.WaitLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
+	lc.MustWaitLeader(60 * time.Second)
 	srv := httptest.NewServer(EtcdCheck(lc.Endpoints()))
 	defer srv.Close()
 

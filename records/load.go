@@ -52,7 +52,20 @@ func Load(runDir string) (*Run, error) {
 		return nil, fmt.Errorf("load run: %s is not a directory", runDir)
 	}
 	r := &Run{Dir: runDir}
+	// readLog reads one of the two logs; a missing one is a warning, counted in missing.
 	missing := 0
+	readLog := func(name string, decode func([]byte) error) error {
+		err := readJSONL(filepath.Join(runDir, name), r, decode)
+		if errors.Is(err, fs.ErrNotExist) {
+			missing++
+			r.Warnings = append(r.Warnings, name+" missing")
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("load run: %w", err)
+		}
+		return nil
+	}
 
 	if b, err := os.ReadFile(filepath.Join(runDir, ConfigFile)); err == nil {
 		if err := json.Unmarshal(b, &r.Config); err != nil {
@@ -69,22 +82,17 @@ func Load(runDir string) (*Run, error) {
 		// records are ~150-200 bytes; growing a million-op slice by doubling copies it twice over
 		r.Ops = make([]Op, 0, min(st.Size()/150, 50_000_000))
 	}
-	err = readJSONL(filepath.Join(runDir, OpsFile), r, func(line []byte) error {
+	if err := readLog(OpsFile, func(line []byte) error {
 		var op Op
 		if err := decodeOp(line, &op, in); err != nil {
 			return err
 		}
 		r.Ops = append(r.Ops, op)
 		return nil
-	})
-	if errors.Is(err, fs.ErrNotExist) {
-		missing++
-		r.Warnings = append(r.Warnings, OpsFile+" missing")
-	} else if err != nil {
-		return nil, fmt.Errorf("load run: %w", err)
+	}); err != nil {
+		return nil, err
 	}
-
-	err = readJSONL(filepath.Join(runDir, EventsFile), r, func(line []byte) error {
+	if err := readLog(EventsFile, func(line []byte) error {
 		var ev Event
 		if err := json.Unmarshal(line, &ev); err != nil {
 			return err
@@ -94,12 +102,8 @@ func Load(runDir string) (*Run, error) {
 		}
 		r.Events = append(r.Events, ev)
 		return nil
-	})
-	if errors.Is(err, fs.ErrNotExist) {
-		missing++
-		r.Warnings = append(r.Warnings, EventsFile+" missing")
-	} else if err != nil {
-		return nil, fmt.Errorf("load run: %w", err)
+	}); err != nil {
+		return nil, err
 	}
 	if missing == 2 {
 		return nil, fmt.Errorf("load run: %s has neither %s nor %s: %w", runDir, OpsFile, EventsFile, fs.ErrNotExist)

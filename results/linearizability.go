@@ -406,39 +406,42 @@ func cutSegments(key string, ops []porcupine.Operation, maxOps int) ([]*segment,
 	dropped := 0
 	lo := 0
 	for si, hi := range cuts {
-		cStart := int64(math.MinInt64)
-		if lo > 0 {
-			cStart = ops[lo].Call
-		}
-		cEnd := int64(math.MaxInt64)
-		if hi < len(ops) {
-			cEnd = ops[hi].Call
-		}
-		var seg []porcupine.Operation
-		// Writes called earlier and possibly still taking effect after the cut.
-		if lo > 0 {
-			for _, o := range ops[:lo] {
-				if in := o.Input.(*regInput); in.write && o.Return >= cStart {
-					c := *in
-					c.indeterminate = true
-					o.Input = &c
-					o.Return = never
-					seg = append(seg, o)
-				}
-			}
-		}
-		for _, o := range ops[lo:hi] {
-			if !o.Input.(*regInput).write && hi < len(ops) && o.Return >= cEnd {
-				dropped++ // a read in flight at the next cut: it could see a write of the next segment
-				continue
-			}
-			seg = append(seg, o)
-		}
-		seg = reduceCarried(seg)
+		seg, d := window(ops, lo, hi)
+		dropped += d
 		segs = append(segs, newSegment(key, si, seg, lo > 0))
 		lo = hi
 	}
 	return segs, dropped
+}
+
+// window is the history of a sound segment of ops (sorted by call) from index lo to hi
+// (exclusive): writes called before ops[lo] and possibly still taking effect after its
+// call are carried over as indeterminate (and reduced, reduceCarried); reads in flight at
+// ops[hi]'s call are dropped, since they could see a write of the next segment. It
+// returns the history and how many reads it dropped.
+func window(ops []porcupine.Operation, lo, hi int) ([]porcupine.Operation, int) {
+	var seg []porcupine.Operation
+	if lo > 0 {
+		cStart := ops[lo].Call
+		for _, o := range ops[:lo] {
+			if in := o.Input.(*regInput); in.write && o.Return >= cStart {
+				c := *in
+				c.indeterminate = true
+				o.Input = &c
+				o.Return = never
+				seg = append(seg, o)
+			}
+		}
+	}
+	dropped := 0
+	for _, o := range ops[lo:hi] {
+		if !o.Input.(*regInput).write && hi < len(ops) && o.Return >= ops[hi].Call {
+			dropped++
+			continue
+		}
+		seg = append(seg, o)
+	}
+	return reduceCarried(seg), dropped
 }
 
 // reduceCarried applies the indeterminate-write reductions to writes carried into a
@@ -739,32 +742,10 @@ func shrinkViolation(s *segment, deadline time.Time) (*segment, string) {
 // call): writes in flight at its start are carried over as indeterminate, reads in flight at
 // its end are dropped.
 func cutWindow(s *segment, lo, hi int) (*segment, error) {
-	ops := s.ops
-	var seg []porcupine.Operation
-	cStart := ops[lo].Call
-	cEnd := int64(math.MaxInt64)
-	if hi < len(ops) {
-		cEnd = ops[hi].Call
-	}
-	if lo > 0 && ops[lo-1].Call == cStart {
+	if lo > 0 && s.ops[lo-1].Call == s.ops[lo].Call {
 		return nil, errors.New("window start splits equal call times")
 	}
-	for _, o := range ops[:lo] {
-		if in := o.Input.(*regInput); in.write && o.Return >= cStart {
-			c := *in
-			c.indeterminate = true
-			o.Input = &c
-			o.Return = never
-			seg = append(seg, o)
-		}
-	}
-	for _, o := range ops[lo:hi] {
-		if !o.Input.(*regInput).write && o.Return >= cEnd {
-			continue
-		}
-		seg = append(seg, o)
-	}
-	seg = reduceCarried(seg)
+	seg, _ := window(s.ops, lo, hi)
 	return newSegment(s.key, s.index, seg, s.wildcard || lo > 0), nil
 }
 

@@ -151,12 +151,8 @@ func mainSeries(series map[time.Duration]*Series, widths []time.Duration) *Serie
 	return series[w[len(w)-1]]
 }
 
-// stepLine draws a per-bucket value as steps, leaving gaps where f returns NaN.
-func stepLine(s *Series, f func(Bucket) float64, col color.Color, width vg.Length) []plot.Plotter {
-	return clippedStepLine(s, f, col, width, math.Inf(-1), math.Inf(1), false)
-}
-
-// clippedStepLine is stepLine restricted to [lo, hi]. With rate set, f is a per-second
+// clippedStepLine draws a per-bucket value as steps restricted to [lo, hi], leaving gaps
+// where f returns NaN. With rate set, f is a per-second
 // rate and a bucket cut by lo or hi is rescaled to the part inside, so that a run ending
 // mid-bucket does not draw a dip that did not happen; less than a fifth inside is dropped.
 func clippedStepLine(s *Series, f func(Bucket) float64, col color.Color, width vg.Length, lo, hi float64, rate bool) []plot.Plotter {

@@ -31,6 +31,35 @@ type Backend interface {
 	Name() string
 }
 
+// owned is what both backends are made of: the owner tag, the owner's root qdisc handle
+// ([QdiscHandle]) and the options.
+type owned struct {
+	owner  string
+	handle uint32
+	cfg    config
+}
+
+// newOwned checks a backend constructor's owner and options.
+func newOwned(owner string, opts []Option) (owned, error) {
+	if err := validOwner(owner); err != nil {
+		return owned{}, err
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return owned{}, err
+	}
+	return owned{owner: owner, handle: QdiscHandle(owner), cfg: cfg}, nil
+}
+
+// applyOne is every backend's Apply: imp checked, then applyRules (the backend's
+// ApplyRules) with imp as the one default rule.
+func applyOne(ctx context.Context, iface string, imp Impairment, applyRules func(context.Context, string, []Rule) error) error {
+	if err := imp.Validate(); err != nil {
+		return fmt.Errorf("shaping: %s: %w", iface, err)
+	}
+	return applyRules(ctx, iface, []Rule{{Impairment: imp}})
+}
+
 // Backend names accepted by [Select].
 const (
 	NameAuto      = "auto"

@@ -3,12 +3,12 @@ package shaping
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/dtlab/dt/internal/nsrun"
 )
 
 // Detect reports whether the kernel can run tc netem. It tries for real, on the loopback
@@ -30,36 +30,9 @@ var detectNetem = sync.OnceValue(func() error {
 })
 
 func probeNetem() error {
-	nsc := make(chan netns.NsHandle, 1)
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("get current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		probe, err := netns.New() // also moves this thread into it
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("create probe netns: %w", err)
-			return
-		}
-		if err := netns.Set(orig); err != nil {
-			probe.Close()
-			errc <- fmt.Errorf("return from probe netns: %w (thread discarded)", err)
-			return // thread stays locked and dies with the goroutine
-		}
-		runtime.UnlockOSThread()
-		nsc <- probe
-	}()
-	var probe netns.NsHandle
-	select {
-	case err := <-errc:
-		return err
-	case probe = <-nsc:
+	probe, err := nsrun.New()
+	if err != nil {
+		return fmt.Errorf("probe netns: %w", err)
 	}
 	defer probe.Close() // the last reference: the namespace goes with it
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -57,8 +56,6 @@ type mangleState struct {
 	chains []string
 	rules  []savedRule
 }
-
-func (s mangleState) hasChain(name string) bool { return slices.Contains(s.chains, name) }
 
 // parseSave reads the *mangle section of iptables-save output.
 func parseSave(out string) mangleState {

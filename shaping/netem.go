@@ -14,9 +14,7 @@ import (
 // Netem is the backend for kernels with sch_netem: one netem qdisc at the root of each
 // impaired interface, handle [QdiscHandle]. It holds no goroutines; the kernel does all.
 type Netem struct {
-	owner  string
-	handle uint32
-	cfg    config
+	owned
 
 	mu      sync.Mutex
 	applied map[string][]Rule
@@ -25,14 +23,11 @@ type Netem struct {
 // NewNetem returns the netem backend for owner. It does not check that the kernel has
 // netem; [Select] does, and Apply fails with [ErrNetemUnavailable] if it has not.
 func NewNetem(owner string, opts ...Option) (*Netem, error) {
-	if err := validOwner(owner); err != nil {
-		return nil, err
-	}
-	cfg, err := newConfig(opts)
+	o, err := newOwned(owner, opts)
 	if err != nil {
 		return nil, err
 	}
-	return &Netem{owner: owner, handle: QdiscHandle(owner), cfg: cfg, applied: map[string][]Rule{}}, nil
+	return &Netem{owned: o, applied: map[string][]Rule{}}, nil
 }
 
 // Name returns "netem".
@@ -43,10 +38,7 @@ func (n *Netem) Name() string { return NameNetem }
 //
 // Equivalent to: tc qdisc replace dev <iface> root handle d7XX: netem delay <Delay> <Jitter> loss <Loss>% rate <Rate>bit limit <n>
 func (n *Netem) Apply(ctx context.Context, iface string, imp Impairment) error {
-	if err := imp.Validate(); err != nil {
-		return fmt.Errorf("shaping: %s: %w", iface, err)
-	}
-	return n.ApplyRules(ctx, iface, []Rule{{Impairment: imp}})
+	return applyOne(ctx, iface, imp, n.ApplyRules)
 }
 
 // ApplyRules sets iface's rules. When every packet gets the same impairment the root is a
@@ -81,15 +73,11 @@ func (n *Netem) ApplyRules(ctx context.Context, iface string, rules []Rule) erro
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	h, err := n.cfg.handle()
+	h, link, err := n.cfg.link(iface)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	link, err := linkByName(h, iface)
-	if err != nil {
-		return err
-	}
 	if leaf, uniform := plan.uniform(); uniform {
 		err = replaceSingle(h, link, buildNetem(link.Attrs().Index, n.handle, leaf))
 	} else {
@@ -129,12 +117,7 @@ func (n *Netem) Clear(ctx context.Context, iface string) error {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	h, err := n.cfg.handle()
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	link, err := linkByName(h, iface)
+	h, link, err := n.cfg.link(iface)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
 		if errors.As(err, &nf) {
@@ -143,6 +126,7 @@ func (n *Netem) Clear(ctx context.Context, iface string) error {
 		}
 		return err
 	}
+	defer h.Close()
 	if err := deleteRoot(h, link, n.handle); err != nil {
 		return err
 	}

@@ -42,6 +42,21 @@ func (c *config) handle() (*netlink.Handle, error) {
 	return h, nil
 }
 
+// link is a netlink handle bound to the configured namespace (close it after use) and
+// iface's link there. The error wraps netlink.LinkNotFoundError when iface does not exist.
+func (c *config) link(iface string) (*netlink.Handle, netlink.Link, error) {
+	h, err := c.handle()
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := linkByName(h, iface)
+	if err != nil {
+		h.Close()
+		return nil, nil, err
+	}
+	return h, l, nil
+}
+
 // nsFD is the namespace for sockets that take one (go-nfqueue's Config.NetNS): 0 = current.
 func (c *config) nsFD() int {
 	if c.ns < 0 {

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -21,6 +20,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/dtlab/dt/internal/nsrun"
 )
 
 // testNet is two namespaces, dtshtest-<pid>-a and -b, joined by one veth pair: the
@@ -141,31 +142,9 @@ func waitUp(t testing.TB, ns netns.NsHandle, iface string) {
 // the test ends.
 func newNamedNS(t testing.TB, name string) (netns.NsHandle, error) {
 	_ = netns.DeleteNamed(name)
-	done := make(chan struct{})
-	var (
-		h   netns.NsHandle
-		err error
-	)
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		orig, gerr := netns.Get()
-		if gerr != nil {
-			err = gerr
-			runtime.UnlockOSThread()
-			return
-		}
-		defer orig.Close()
-		h, err = netns.NewNamed(name)
-		if serr := netns.Set(orig); serr != nil {
-			err = errors.Join(err, serr)
-			return // thread stays locked and is discarded
-		}
-		runtime.UnlockOSThread()
-	}()
-	<-done
+	h, err := nsrun.NewNamed(name)
 	if err != nil {
-		return -1, fmt.Errorf("create netns %s: %w", name, err)
+		return -1, err
 	}
 	t.Cleanup(func() {
 		h.Close()

@@ -36,9 +36,7 @@ const undoTimeout = 10 * time.Second
 // worse when the CPUs are saturated (a higher scheduling priority for the agent helps).
 // It needs CAP_NET_ADMIN and CAP_NET_RAW.
 type Userspace struct {
-	owner  string
-	handle uint32
-	cfg    config
+	owned
 
 	mu    sync.Mutex
 	fams  []family
@@ -53,14 +51,11 @@ type usLink struct {
 // NewUserspace returns the userspace backend for owner, working in the calling process's
 // namespace unless [InNamespace] says otherwise. It changes nothing until Apply.
 func NewUserspace(owner string, opts ...Option) (*Userspace, error) {
-	if err := validOwner(owner); err != nil {
-		return nil, err
-	}
-	cfg, err := newConfig(opts)
+	o, err := newOwned(owner, opts)
 	if err != nil {
 		return nil, err
 	}
-	return &Userspace{owner: owner, handle: QdiscHandle(owner), cfg: cfg, links: map[string]*usLink{}}, nil
+	return &Userspace{owned: o, links: map[string]*usLink{}}, nil
 }
 
 // Name returns "userspace".
@@ -69,10 +64,7 @@ func (u *Userspace) Name() string { return NameUserspace }
 // Apply sets iface's impairment to imp for every packet: ApplyRules with one default
 // rule. A zero imp clears.
 func (u *Userspace) Apply(ctx context.Context, iface string, imp Impairment) error {
-	if err := imp.Validate(); err != nil {
-		return fmt.Errorf("shaping: %s: %w", iface, err)
-	}
-	return u.ApplyRules(ctx, iface, []Rule{{Impairment: imp}})
+	return applyOne(ctx, iface, imp, u.ApplyRules)
 }
 
 // ApplyRules sets iface's rules, replacing earlier ones without a moment unimpaired: new
@@ -148,15 +140,11 @@ func (u *Userspace) Rules(iface string) []Rule {
 func (u *Userspace) apply(ctx context.Context, iface string, l *usLink, rules []Rule) error {
 	// The link must exist here and now; otherwise iptables would happily match a name
 	// that never carries traffic.
-	h, err := u.cfg.handle()
+	h, link, err := u.cfg.link(iface)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	link, err := linkByName(h, iface)
-	if err != nil {
-		return err
-	}
 	fams, err := u.families()
 	if err != nil {
 		return err
@@ -352,18 +340,14 @@ func (u *Userspace) clearLocked(ctx context.Context, iface string) error {
 	}
 	errs = append(errs, err)
 
-	if h, err := u.cfg.handle(); err != nil {
+	h, link, err := u.cfg.link(iface)
+	var nf netlink.LinkNotFoundError
+	switch {
+	case errors.As(err, &nf): // gone, and its qdisc with it
+	case err != nil:
 		errs = append(errs, err)
-	} else {
-		link, err := linkByName(h, iface)
-		var nf netlink.LinkNotFoundError
-		switch {
-		case errors.As(err, &nf): // gone, and its qdisc with it
-		case err != nil:
-			errs = append(errs, err)
-		default:
-			errs = append(errs, deleteRoot(h, link, u.handle))
-		}
+	default:
+		errs = append(errs, deleteRoot(h, link, u.handle))
 		h.Close()
 	}
 

@@ -9,7 +9,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"image/png"
@@ -265,7 +264,7 @@ func TestSweepEndToEnd(t *testing.T) {
 
 	// 4. sweep.csv: one row per run, with its parameters and the derived seed, which is
 	// also the seed the run recorded in its config.json.
-	rows := readCSV(t, filepath.Join(sweepDir, sweep.FileCSV))
+	rows := sweep.ReadRows(t, filepath.Join(sweepDir, sweep.FileCSV))
 	if len(rows) != 8 {
 		t.Fatalf("sweep.csv has %d rows, want 8", len(rows))
 	}
@@ -310,7 +309,7 @@ func TestSweepEndToEnd(t *testing.T) {
 		t.Fatalf("dt sweep report: %v\n%s", err, rout)
 	}
 	checkPlots()
-	if rows := readCSV(t, filepath.Join(sweepDir, sweep.FileCSV)); len(rows) != 8 {
+	if rows := sweep.ReadRows(t, filepath.Join(sweepDir, sweep.FileCSV)); len(rows) != 8 {
 		t.Errorf("rebuilt sweep.csv has %d rows", len(rows))
 	}
 
@@ -323,7 +322,7 @@ func TestSweepEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("fresh --only: %v", err)
 	}
-	again := readCSV(t, filepath.Join(sweepDir+"-2", sweep.FileCSV))
+	again := sweep.ReadRows(t, filepath.Join(sweepDir+"-2", sweep.FileCSV))
 	if len(again) != 1 || again[0]["run"] != "p03-r1" || again[0]["seed"] != rows[4]["seed"] {
 		t.Fatalf("fresh sweep rows: %v", again)
 	}
@@ -380,28 +379,6 @@ func drawn(servers []string, leader, follower string) int {
 	}
 	sort.Strings(fs)
 	return slices.Index(fs, follower)
-}
-
-func readCSV(t *testing.T, path string) []map[string]string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	recs, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []map[string]string
-	for _, r := range recs[1:] {
-		m := map[string]string{}
-		for i, h := range recs[0] {
-			m[h] = r[i]
-		}
-		out = append(out, m)
-	}
-	return out
 }
 
 // checkPNG: the plot decodes, has a real size and more than a blank frame's colours.

@@ -24,20 +24,6 @@ func lookup(t *testing.T, name string) systems.System {
 	return s
 }
 
-func waitLeader(t *testing.T, lc *systemstest.Cluster) (int, systems.MemberStatus) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	i, st, err := lc.WaitLeader(ctx)
-	if err != nil {
-		for j := range lc.Cluster.Members {
-			t.Logf("log of member %d:\n%s", j, lastLines(lc.Log(j), 15))
-		}
-		t.Fatal(err)
-	}
-	return i, st
-}
-
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
@@ -50,7 +36,7 @@ func TestEtcdCluster(t *testing.T) {
 	etcd := lookup(t, "etcd")
 	lc := systemstest.Start(t, etcd, 3, nil)
 	t.Cleanup(systems.CloseStatusConns)
-	leader, st := waitLeader(t, lc)
+	leader, st := lc.MustWaitLeader(30 * time.Second)
 	t.Logf("leader s%d id %s term %d", leader+1, st.LeaderID, st.Term)
 
 	for i := range 3 {
@@ -111,7 +97,7 @@ func TestEtcdCluster(t *testing.T) {
 	killedAt := float64(time.Now().UnixNano()-spec.StartUnixNano) / 1e9
 	deadEP := lc.Endpoints()[leader]
 
-	newLeader, nst := waitLeader(t, lc)
+	newLeader, nst := lc.MustWaitLeader(30 * time.Second)
 	if newLeader == leader || nst.Term <= st.Term {
 		t.Fatalf("after killing s%d (term %d): leader s%d term %d; want another leader, higher term", leader+1, st.Term, newLeader+1, nst.Term)
 	}
@@ -162,7 +148,7 @@ func TestEtcdCluster(t *testing.T) {
 	}
 
 	lc.Restart(leader)
-	waitLeader(t, lc)
+	lc.MustWaitLeader(30 * time.Second)
 	rst, err := lc.Status(ctx, leader)
 	if err != nil || rst.Term < nst.Term {
 		t.Fatalf("rejoined member: %+v %v", rst, err)
@@ -192,11 +178,9 @@ func BenchmarkEtcdStatus(b *testing.B) {
 	}
 	lc := systemstest.Start(b, etcd, 3, nil)
 	b.Cleanup(systems.CloseStatusConns)
+	lc.MustWaitLeader(30 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, _, err := lc.WaitLeader(ctx); err != nil {
-		b.Fatal(err)
-	}
 	b.ResetTimer()
 	for range b.N {
 		if st, err := lc.Status(ctx, 0); err != nil || !st.Healthy || st.ID == "" || st.Index == 0 {
@@ -211,7 +195,7 @@ func BenchmarkEtcdStatus(b *testing.B) {
 func TestEtcdPreVote(t *testing.T) {
 	lc := systemstest.Start(t, lookup(t, "etcd-pre-vote"), 3, nil)
 	t.Cleanup(systems.CloseStatusConns)
-	leader, st := waitLeader(t, lc)
+	leader, st := lc.MustWaitLeader(30 * time.Second)
 	for i := range 3 {
 		if argv := strings.Join(lc.Argv(i), " "); !strings.Contains(argv, "--pre-vote=true") {
 			t.Errorf("member %d argv lacks --pre-vote=true: %s", i, argv)
@@ -221,7 +205,7 @@ func TestEtcdPreVote(t *testing.T) {
 		}
 	}
 	lc.Kill(leader)
-	_, nst := waitLeader(t, lc)
+	_, nst := lc.MustWaitLeader(30 * time.Second)
 	if nst.Term <= st.Term {
 		t.Fatalf("term %d after the leader kill, was %d", nst.Term, st.Term)
 	}

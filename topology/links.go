@@ -127,9 +127,14 @@ func (s Spec) HasImpairments() bool {
 	return false
 }
 
-func hostPrefix(ip string) netip.Prefix {
-	a := netip.MustParseAddr(ip)
-	return netip.PrefixFrom(a, a.BitLen())
+// hostPrefix is n's address as a one-host prefix (/32). Validate rejects a spec whose
+// addresses do not parse; this reports one that was never validated.
+func hostPrefix(n Node) (netip.Prefix, error) {
+	a, err := netip.ParseAddr(n.IP)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("node %s: address: %w", n.Name, err)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // EgressRules are the rules on node's eth0 that give every path from node what Path says:
@@ -161,7 +166,11 @@ func (s Spec) EgressRules(node string) ([]shaping.Rule, error) {
 			groups[imp] = g
 			order = append(order, g)
 		}
-		g.dsts = append(g.dsts, hostPrefix(n.IP))
+		dst, err := hostPrefix(n)
+		if err != nil {
+			return nil, err
+		}
+		g.dsts = append(g.dsts, dst)
 	}
 	if len(order) == 0 {
 		return nil, nil
@@ -298,14 +307,22 @@ func (l *Live) ShapeLink(ctx context.Context, a, b string, imp shaping.Impairmen
 			sa.DeleteLayer(ctx, NodeIface, LayerLinkPrefix+b),
 			sb.DeleteLayer(ctx, NodeIface, LayerLinkPrefix+a))
 	}
-	layer := func(peer Node) shaping.Layer {
-		return shaping.Layer{Name: LayerLinkPrefix + peer.Name, Mode: shaping.ModeSet, Priority: LinkPriority,
-			Rules: []shaping.Rule{{Dst: []netip.Prefix{hostPrefix(peer.IP)}, Impairment: imp}}}
+	pa, err := hostPrefix(na)
+	if err != nil {
+		return err
 	}
-	if err := sa.SetLayer(ctx, NodeIface, layer(nb)); err != nil {
+	pb, err := hostPrefix(nb)
+	if err != nil {
+		return err
+	}
+	layer := func(peer string, dst netip.Prefix) shaping.Layer {
+		return shaping.Layer{Name: LayerLinkPrefix + peer, Mode: shaping.ModeSet, Priority: LinkPriority,
+			Rules: []shaping.Rule{{Dst: []netip.Prefix{dst}, Impairment: imp}}}
+	}
+	if err := sa.SetLayer(ctx, NodeIface, layer(b, pb)); err != nil {
 		return fmt.Errorf("link %s -> %s: %w", a, b, err)
 	}
-	if err := sb.SetLayer(ctx, NodeIface, layer(na)); err != nil {
+	if err := sb.SetLayer(ctx, NodeIface, layer(a, pa)); err != nil {
 		uerr := sa.DeleteLayer(context.WithoutCancel(ctx), NodeIface, LayerLinkPrefix+b)
 		return errors.Join(fmt.Errorf("link %s -> %s: %w", b, a, err), uerr)
 	}
@@ -352,7 +369,11 @@ func (l *Live) ImpairDirection(ctx context.Context, targets []string, imp shapin
 			return nil, err
 		}
 		isTarget[t] = true
-		dsts = append(dsts, hostPrefix(n.IP))
+		dst, err := hostPrefix(n)
+		if err != nil {
+			return nil, err
+		}
+		dsts = append(dsts, dst)
 	}
 	sort.Slice(dsts, func(i, j int) bool { return dsts[i].Addr().Less(dsts[j].Addr()) })
 	name := LayerFaultPrefix + owner

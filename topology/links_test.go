@@ -231,3 +231,26 @@ func rulesText(rules []shaping.Rule) string {
 	}
 	return strings.Join(s, "; ")
 }
+
+func TestRegisterRejectsDuplicatesAndEmptyNames(t *testing.T) {
+	if err := Register("simple", Simple); err == nil || !strings.Contains(err.Error(), "already registered") {
+		t.Errorf("registering simple again: %v, want already registered", err)
+	}
+	if err := Register("", Simple); err == nil {
+		t.Errorf("registering an empty name must be an error")
+	}
+	if got := strings.Join(Names(), ","); got != "simple,wan" {
+		t.Errorf("Names() = %s, want simple,wan", got)
+	}
+}
+
+func TestEgressRulesOfAnUnvalidatedSpec(t *testing.T) {
+	s, err := Build("simple", BuildOptions{Servers: 2, Link: LinkOptions{Latency: 10 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Nodes[1].IP = "not-an-address"
+	if _, err := s.EgressRules(s.Nodes[0].Name); err == nil || !strings.Contains(err.Error(), s.Nodes[1].Name) {
+		t.Errorf("EgressRules with a bad address: %v, want an error naming node %s", err, s.Nodes[1].Name)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"runtime"
 	"unsafe"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/dtlab/dt/internal/nsrun"
@@ -14,32 +13,6 @@ import (
 // InNetns runs fn with the calling thread in the named namespace (see nsrun): sockets it
 // opens live there.
 func InNetns(name string, fn func() error) error { return nsrun.DoNamed(name, fn) }
-
-func inNetnsHandle(target netns.NsHandle, fn func() error) error { return nsrun.Do(target, fn) }
-
-// newNamedNetns creates a named namespace (bind-mounted under /var/run/netns so that
-// `ip netns exec` works from outside) without leaving the calling thread in it.
-func newNamedNetns(name string) (netns.NsHandle, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return 0, fmt.Errorf("get current netns: %w", err)
-	}
-	defer orig.Close()
-	h, err := netns.NewNamed(name)
-	if err != nil {
-		_ = netns.Set(orig)
-		return 0, fmt.Errorf("create netns %s: %w", name, err)
-	}
-	if err := netns.Set(orig); err != nil {
-		h.Close()
-		// Keep the thread locked (by not unlocking twice is impossible here); panic is
-		// better than running the rest of dt inside the new namespace.
-		panic(fmt.Sprintf("cannot return to the original netns: %v", err))
-	}
-	return h, nil
-}
 
 // ethtool ioctl numbers from <linux/ethtool.h> and <linux/sockios.h>.
 const (

@@ -1,20 +1,21 @@
 package topology
 
 import (
-	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/dtlab/dt/internal/procenv"
 )
 
 // RunProcesses lists the pids of processes whose environment carries DT_RUN_ID=runID:
-// agents, the systems they started, private OVS daemons.
+// agents, the systems they started, private OVS daemons. A process in the middle of an
+// exec has no environment to read and is not listed (procenv.Read).
 func RunProcesses(runID string) []int {
-	want := []byte("DT_RUN_ID=" + runID + "\x00")
+	want := "DT_RUN_ID=" + runID
 	var pids []int
 	ents, _ := os.ReadDir("/proc")
 	self := os.Getpid()
@@ -23,11 +24,11 @@ func RunProcesses(runID string) []int {
 		if err != nil || pid == self {
 			continue
 		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		env, err := procenv.Read(pid)
 		if err != nil {
 			continue
 		}
-		if bytes.HasPrefix(env, want[:len(want)]) || bytes.Contains(env, append([]byte{0}, want...)) {
+		if procenv.Contains(env, want) {
 			pids = append(pids, pid)
 		}
 	}
@@ -35,7 +36,8 @@ func RunProcesses(runID string) []int {
 }
 
 // KillRunProcesses SIGKILLs every process of the run (never the caller, nor the pids in
-// spare) and waits briefly for them to go.
+// spare) and waits briefly for them to go. Every look kills what it finds, so a process
+// that one look missed (it was in the middle of an exec) is killed at the next.
 func KillRunProcesses(runID string, spare ...int) error {
 	keep := func(pids []int) []int {
 		var out []int
@@ -46,14 +48,18 @@ func KillRunProcesses(runID string, spare ...int) error {
 		}
 		return out
 	}
-	pids := keep(RunProcesses(runID))
-	for _, p := range pids {
-		_ = syscall.Kill(p, syscall.SIGKILL)
+	kill := func() []int {
+		pids := keep(RunProcesses(runID))
+		for _, p := range pids {
+			_ = syscall.Kill(p, syscall.SIGKILL)
+		}
+		return pids
 	}
+	pids := kill()
 	deadline := time.Now().Add(3 * time.Second)
 	for len(pids) > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
-		pids = keep(RunProcesses(runID))
+		pids = kill()
 	}
 	if len(pids) > 0 {
 		return fmt.Errorf("processes of run %s survive SIGKILL: %v", runID, pids)

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dtlab/dt/internal/nsrun"
 	"github.com/dtlab/dt/ovs"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -85,7 +86,7 @@ func Up(ctx context.Context, spec Spec, o Options) (live *Live, err error) {
 
 	// The switch lives in a namespace of its own: its tap devices and the switch ends of
 	// the veths never appear on the host, and two topologies never collide.
-	swNs, err := newNamedNetns(SwitchNetnsName(o.RunID))
+	swNs, err := nsrun.NewNamed(SwitchNetnsName(o.RunID))
 	if err != nil {
 		return live, err
 	}
@@ -186,7 +187,7 @@ func trim15(s string) string {
 // ip -n SW link set HOST up; ip netns exec NS ethtool -K eth0 tx off
 func createNode(swNs netns.NsHandle, runID string, n Node, datapath string) error {
 	nsName := NetnsName(runID, n.Name)
-	ns, err := newNamedNetns(nsName)
+	ns, err := nsrun.NewNamed(nsName)
 	if err != nil {
 		return err
 	}
@@ -236,7 +237,7 @@ func createNode(swNs netns.NsHandle, runID string, n Node, datapath string) erro
 		}
 	}
 	if datapath == ovs.DatapathNetdev {
-		if err := inNetnsHandle(ns, func() error { return disableTxChecksum(NodeIface) }); err != nil {
+		if err := nsrun.Do(ns, func() error { return disableTxChecksum(NodeIface) }); err != nil {
 			return fmt.Errorf("node %s: %w", n.Name, err)
 		}
 	}

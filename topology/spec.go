@@ -10,10 +10,11 @@ package topology
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/netip"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -134,7 +135,8 @@ func (s Spec) Validate() error {
 		return err
 	}
 	seenName, seenIP := map[string]bool{}, map[string]bool{}
-	for _, n := range s.Nodes {
+	addrs := make([]netip.Addr, len(s.Nodes))
+	for i, n := range s.Nodes {
 		if !nodeNameRE.MatchString(n.Name) {
 			return fmt.Errorf("node name %q: want a lower-case letter then up to 4 letters or digits (it becomes part of 15-byte interface names)", n.Name)
 		}
@@ -152,6 +154,7 @@ func (s Spec) Validate() error {
 		if err != nil || !a.Is4() {
 			return fmt.Errorf("node %s: address %q is not an IPv4 address", n.Name, n.IP)
 		}
+		addrs[i] = a
 		if a.IsLoopback() {
 			return fmt.Errorf("node %s: address %s is loopback", n.Name, n.IP)
 		}
@@ -167,10 +170,10 @@ func (s Spec) Validate() error {
 		}
 	}
 	// One L2 network: every node must have every other on-link.
-	for _, a := range s.Nodes {
-		pa := netip.PrefixFrom(netip.MustParseAddr(a.IP), a.Prefix).Masked()
-		for _, b := range s.Nodes {
-			if !pa.Contains(netip.MustParseAddr(b.IP)) {
+	for i, a := range s.Nodes {
+		pa := netip.PrefixFrom(addrs[i], a.Prefix).Masked()
+		for j, b := range s.Nodes {
+			if !pa.Contains(addrs[j]) {
 				return fmt.Errorf("node %s (%s/%d) does not have %s (%s) on-link: the switches form one L2 network, so every address must lie inside every node's prefix", a.Name, a.IP, a.Prefix, b.Name, b.IP)
 			}
 		}
@@ -259,22 +262,22 @@ func (o LinkOptions) Validate() error {
 
 var builders = map[string]Builder{}
 
-// Register adds a builder; a duplicate name is a programming error.
-func Register(name string, b Builder) {
+// Register adds a builder under name; a name registered twice is an error. Builders are
+// registered from init (not safe to call concurrently with Build).
+func Register(name string, b Builder) error {
+	if name == "" {
+		return errors.New("register topology builder: empty name")
+	}
 	if _, dup := builders[name]; dup {
-		panic("topology: duplicate builder " + name)
+		return fmt.Errorf("register topology builder %q: already registered", name)
 	}
 	builders[name] = b
+	return nil
 }
 
 // Names lists registered builders.
 func Names() []string {
-	var out []string
-	for n := range builders {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(builders))
 }
 
 // IsFile reports whether a topology argument names a file rather than a builder: it
@@ -307,9 +310,13 @@ func Build(name string, o BuildOptions) (Spec, error) {
 	return s, s.Validate()
 }
 
+// The one place built-in builders are registered; a duplicate is a programming error.
 func init() {
-	Register("simple", Simple)
-	Register("wan", Wan)
+	for name, b := range map[string]Builder{"simple": Simple, "wan": Wan} {
+		if err := Register(name, b); err != nil {
+			panic(err)
+		}
+	}
 }
 
 // Simple is a star: servers s1..sN (10.0.1.i) and clients c1..cM (10.0.2.i) on one switch.

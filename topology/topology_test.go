@@ -13,6 +13,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/dtlab/dt/internal/nsrun"
 )
 
 // needRoot skips tests that need root and Open vSwitch, saying which is missing.
@@ -267,7 +269,7 @@ func TestTeardownLeavesNothingAndSparesOthers(t *testing.T) {
 	testRuntimeDir(t)
 	// Objects dt did not create must survive.
 	foreign := fmt.Sprintf("dtforeign%d", os.Getpid()%100000)
-	fns, err := newNamedNetns(foreign)
+	fns, err := nsrun.NewNamed(foreign)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package workloads
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -31,12 +32,7 @@ func NewArrival(name string, rate float64, rng *rand.Rand) (Arrival, error) {
 
 // ArrivalNames lists the arrival processes, sorted.
 func ArrivalNames() []string {
-	names := make([]string, 0, len(arrivals))
-	for n := range arrivals {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
+	return slices.Sorted(maps.Keys(arrivals))
 }
 
 func validArrival(name string) bool {

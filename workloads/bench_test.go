@@ -171,11 +171,7 @@ func BenchmarkOpenLoopEtcd(b *testing.B) {
 	}
 	lc := systemstest.Start(b, etcd, 3, nil)
 	b.Cleanup(systems.CloseStatusConns)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, _, err := lc.WaitLeader(ctx); err != nil {
-		b.Fatal(err)
-	}
+	lc.MustWaitLeader(30 * time.Second)
 	kv, err := etcd.NewKV(lc.Endpoints(), time.Second)
 	if err != nil {
 		b.Fatal(err)

@@ -2,6 +2,7 @@ package workloads
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -46,12 +47,7 @@ func Lookup(name string) (NewGenerator, error) {
 
 // Names lists the registered generators, sorted.
 func Names() []string {
-	names := make([]string, 0, len(generators))
-	for n := range generators {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
+	return slices.Sorted(maps.Keys(generators))
 }
 
 // mix draws a write with probability writeRatio, else a read, on a key chosen by pick.

@@ -5,9 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"syscall"
 
+	"github.com/dtlab/dt/internal/nsrun"
 	"github.com/dtlab/dt/topology"
 	"github.com/spf13/cobra"
 	"github.com/vishvananda/netns"
@@ -72,12 +72,13 @@ func execInNode(node string, argv []string, extraEnv []string) error {
 		env = append(env, splitLines(e)...)
 	}
 	env = append(env, extraEnv...)
-	// execve keeps the namespace of the calling thread, so lock it, switch, and exec.
-	runtime.LockOSThread()
-	if err := netns.Set(target); err != nil {
-		return fmt.Errorf("enter netns of %s: %w", node, err)
+	defer target.Close()
+	// execve keeps the namespace of the calling thread: exec from a thread switched into
+	// the node's (nsrun), which goes back if the exec fails.
+	if err := nsrun.Do(target, func() error { return syscall.Exec(path, argv, env) }); err != nil {
+		return fmt.Errorf("exec %s in node %s: %w", argv[0], node, err)
 	}
-	return syscall.Exec(path, argv, env)
+	return nil
 }
 
 func splitLines(s string) []string {

@@ -20,9 +20,6 @@ func newPartitionCmd() *cobra.Command {
   dt partition s1,c1 s2,s3`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
-				return err
-			}
 			live, err := attachLive()
 			if err != nil {
 				return err
@@ -51,9 +48,6 @@ func newHealCmd() *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
-				return err
-			}
 			live, err := attachLive()
 			if err != nil {
 				return err
@@ -77,7 +71,11 @@ func newHealCmd() *cobra.Command {
 	}
 }
 
+// attachLive attaches to the live topology (--run, or the newest live one); dt must be root.
 func attachLive() (*topology.Live, error) {
+	if err := requireRoot(); err != nil {
+		return nil, err
+	}
 	st, err := topology.FindLive(global.runID)
 	if err != nil {
 		return nil, err

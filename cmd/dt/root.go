@@ -1,7 +1,7 @@
 package main
 
 import (
-	"fmt"
+	"errors"
 	"log/slog"
 	"os"
 
@@ -58,7 +58,7 @@ func verbs() []*cobra.Command {
 // requireRoot fails with a clear message when dt is not root.
 func requireRoot() error {
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("this verb must run as root (it creates network namespaces, veths and an Open vSwitch instance): try sudo dt ...")
+		return errors.New("this verb must run as root (it creates network namespaces, veths and an Open vSwitch instance): try sudo dt VERB")
 	}
 	return nil
 }

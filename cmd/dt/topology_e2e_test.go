@@ -28,6 +28,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dtlab/dt/internal/procenv"
 )
 
 // helperEnv selects helper mode: the test binary started by `dt exec` inside a node.
@@ -426,16 +428,16 @@ func (e *e2e) findRun(id string) leftovers {
 		}
 	}
 	runDir := filepath.Join(e.rt, id)
-	wantEnv := []byte("DT_RUN_ID=" + id + "\x00")
+	wantEnv := "DT_RUN_ID=" + id
 	procs, _ := os.ReadDir("/proc")
 	for _, p := range procs {
-		if _, err := strconv.Atoi(p.Name()); err != nil {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
 			continue
 		}
-		env, _ := os.ReadFile(filepath.Join("/proc", p.Name(), "environ"))
+		env, _ := procenv.Read(pid)
 		cmdline, _ := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
-		if bytes.HasPrefix(env, wantEnv) || bytes.Contains(env, append([]byte{0}, wantEnv...)) ||
-			bytes.Contains(cmdline, []byte(runDir)) {
+		if procenv.Contains(env, wantEnv) || bytes.Contains(cmdline, []byte(runDir)) {
 			l.procs = append(l.procs, p.Name()+" "+strings.ReplaceAll(string(bytes.TrimRight(cmdline, "\x00")), "\x00", " "))
 		}
 	}

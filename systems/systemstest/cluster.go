@@ -95,7 +95,7 @@ func freeLoopbackBlock(n int) ([]string, error) {
 			return ips, nil
 		}
 	}
-	return nil, errors.New("no free block of loopback addresses 127.0.B.11..")
+	return nil, errors.New("no free block of loopback addresses 127.0.B.11 onwards")
 }
 
 func (lc *Cluster) start(i int, rejoin bool) error {
@@ -210,6 +210,23 @@ func (lc *Cluster) WaitLeader(ctx context.Context) (int, systems.MemberStatus, e
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// MustWaitLeader is WaitLeader for at most timeout; without a leader the test fails, after
+// logging the end of every member's log.
+func (lc *Cluster) MustWaitLeader(timeout time.Duration) (int, systems.MemberStatus) {
+	lc.tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	i, st, err := lc.WaitLeader(ctx)
+	if err != nil {
+		for j := range lc.Cluster.Members {
+			log := strings.Split(strings.TrimRight(lc.Log(j), "\n"), "\n")
+			lc.tb.Logf("log of member %d:\n%s", j, strings.Join(log[max(0, len(log)-15):], "\n"))
+		}
+		lc.tb.Fatal(err)
+	}
+	return i, st
 }
 
 func (lc *Cluster) agreedLeader(ctx context.Context) (int, systems.MemberStatus, error) {
