@@ -51,11 +51,12 @@ func (s *Shell) runIn(ctx context.Context, node string, argv []string) error {
 	case err = <-waited:
 	case <-ctx.Done():
 		_ = cmd.Process.Signal(syscall.SIGTERM)
+		// Interrupted: how the program ended does not matter, only that it did.
 		select {
-		case err = <-waited:
+		case <-waited:
 		case <-time.After(2 * time.Second):
 			_ = cmd.Process.Kill()
-			err = <-waited
+			<-waited
 		}
 		return fmt.Errorf("%s on %s: %w", argv[0], node, ctx.Err())
 	}
