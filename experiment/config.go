@@ -169,22 +169,13 @@ func (c Config) FaultParams() (faults.Params, error) {
 		Loss:       c.FaultLoss,
 	}
 	var errs []error
-	var err error
-	if c.FaultDelay != "" {
-		if p.Delay, err = shaping.ParseDelay(c.FaultDelay); err != nil {
-			errs = append(errs, fmt.Errorf("--fault-delay %w", err))
-		}
+	imp, err := shaping.Flags{Delay: shaping.Flag{Name: "--fault-delay", Value: c.FaultDelay},
+		Jitter: shaping.Flag{Name: "--fault-jitter", Value: c.FaultJitter},
+		Rate:   shaping.Flag{Name: "--fault-rate", Value: c.FaultRate}, BareRate: 1e6}.Parse()
+	if err != nil {
+		errs = append(errs, err)
 	}
-	if c.FaultJitter != "" {
-		if p.Jitter, err = shaping.ParseDelay(c.FaultJitter); err != nil {
-			errs = append(errs, fmt.Errorf("--fault-jitter %w", err))
-		}
-	}
-	if c.FaultRate != "" {
-		if p.Rate, err = shaping.ParseRate(c.FaultRate, 1e6); err != nil {
-			errs = append(errs, fmt.Errorf("--fault-rate %w", err))
-		}
-	}
+	p.Delay, p.Jitter, p.Rate = imp.Delay, imp.Jitter, imp.Rate
 	if math.IsNaN(c.FaultLoss) || c.FaultLoss < 0 || c.FaultLoss > 100 {
 		errs = append(errs, fmt.Errorf("--fault-loss %g: want 0..100 (percent)", c.FaultLoss))
 	}
@@ -198,14 +189,9 @@ func (c Config) BuildOptions() (topology.BuildOptions, error) {
 		Jitter:  c.LinkJitter,
 		Loss:    c.LinkLoss,
 	}}
-	if c.LinkBandwidth != "" {
-		bw, err := shaping.ParseRate(c.LinkBandwidth, 1e6)
-		if err != nil {
-			return o, fmt.Errorf("--link-bandwidth %w", err)
-		}
-		o.Link.Bandwidth = bw
-	}
-	return o, nil
+	bw, err := shaping.Flags{Rate: shaping.Flag{Name: "--link-bandwidth", Value: c.LinkBandwidth}, BareRate: 1e6}.Parse()
+	o.Link.Bandwidth = bw.Rate
+	return o, err
 }
 
 // clientSpec is client name's share of the workload: the rate split evenly.

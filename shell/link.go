@@ -36,7 +36,9 @@ func (s *Shell) cmdLink(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	imp, err := parseImpairment(*delay, *jitter, *loss, *rate)
+	lf := shaping.LinkFlags(*delay, *jitter, *loss, *rate)
+	lf.Sep = ": "
+	imp, err := lf.Impairment()
 	if err != nil {
 		return fmt.Errorf("link: %w", err)
 	}
@@ -89,32 +91,4 @@ func linkError(err error) error {
 		return fmt.Errorf("link: links are shaped by the agents in the nodes, and this session has none: %w", err)
 	}
 	return fmt.Errorf("link: %w", err)
-}
-
-// parseImpairment reads the flags of `link`; empty strings leave a field zero. A rate
-// needs its unit (10mbit).
-func parseImpairment(delay, jitter, loss, rate string) (shaping.Impairment, error) {
-	var imp shaping.Impairment
-	var err error
-	if delay != "" {
-		if imp.Delay, err = shaping.ParseDelay(delay); err != nil {
-			return imp, fmt.Errorf("--delay: %w", err)
-		}
-	}
-	if jitter != "" {
-		if imp.Jitter, err = shaping.ParseDelay(jitter); err != nil {
-			return imp, fmt.Errorf("--jitter: %w", err)
-		}
-	}
-	if loss != "" {
-		if imp.Loss, err = shaping.ParseLoss(loss); err != nil {
-			return imp, fmt.Errorf("--loss: %w", err)
-		}
-	}
-	if rate != "" {
-		if imp.Rate, err = shaping.ParseRate(rate, 0); err != nil {
-			return imp, fmt.Errorf("--rate: %w", err)
-		}
-	}
-	return imp, imp.Validate()
 }

@@ -33,7 +33,7 @@ netem (its precision is about 0.2 ms per packet).`,
 			if err := requireRoot(); err != nil {
 				return err
 			}
-			imp, err := parseLinkFlags(delay, jitter, loss, rate)
+			imp, err := shaping.LinkFlags(delay, jitter, loss, rate).Impairment()
 			if err != nil {
 				return err
 			}
@@ -76,31 +76,4 @@ netem (its precision is about 0.2 ms per packet).`,
 	f.StringVar(&rate, "rate", "", "rate limit with a unit: 10mbit, 500kbit, 1gbit")
 	f.BoolVar(&clear, "clear", false, "remove what dt link set for the pair")
 	return c
-}
-
-// parseLinkFlags reads dt link's values; empty ones stay zero.
-func parseLinkFlags(delay, jitter, loss, rate string) (shaping.Impairment, error) {
-	var imp shaping.Impairment
-	var err error
-	if delay != "" {
-		if imp.Delay, err = shaping.ParseDelay(delay); err != nil {
-			return imp, fmt.Errorf("--delay %w", err)
-		}
-	}
-	if jitter != "" {
-		if imp.Jitter, err = shaping.ParseDelay(jitter); err != nil {
-			return imp, fmt.Errorf("--jitter %w", err)
-		}
-	}
-	if loss != "" {
-		if imp.Loss, err = shaping.ParseLoss(loss); err != nil {
-			return imp, fmt.Errorf("--loss %w", err)
-		}
-	}
-	if rate != "" {
-		if imp.Rate, err = shaping.ParseRate(rate, 0); err != nil {
-			return imp, fmt.Errorf("--rate %w", err)
-		}
-	}
-	return imp, imp.Validate()
 }
