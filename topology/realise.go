@@ -42,17 +42,23 @@ type Live struct {
 // ErrNotRoot is returned when dt lacks the privileges to create namespaces.
 var ErrNotRoot = errors.New("dt must run as root (it creates network namespaces, veths and an Open vSwitch instance)")
 
+// CheckHost says whether Up can run here: as root, with Open vSwitch installed. It
+// creates nothing, so a caller can ask before it makes anything of its own (a run dir).
+func CheckHost() error {
+	if os.Geteuid() != 0 {
+		return ErrNotRoot
+	}
+	return ovs.CheckInstalled()
+}
+
 // Up creates the topology: state file first, then a private OVS, then one named
 // namespace per node with a veth into its bridge. On any error everything created so far
 // is removed before returning.
 func Up(ctx context.Context, spec Spec, o Options) (live *Live, err error) {
-	if os.Geteuid() != 0 {
-		return nil, ErrNotRoot
-	}
-	if err := spec.Validate(); err != nil {
+	if err := CheckHost(); err != nil {
 		return nil, err
 	}
-	if err := ovs.CheckInstalled(); err != nil {
+	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
 	if o.RunID == "" {
