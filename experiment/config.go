@@ -10,13 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/dtlab/dt/faults"
 	"github.com/dtlab/dt/shaping"
-	"github.com/dtlab/dt/systems"
 	"github.com/dtlab/dt/topology"
 	"github.com/dtlab/dt/workloads"
 )
@@ -68,13 +66,16 @@ type Config struct {
 	// then only the run's label): a scenario file (its Steps and Processes set by the
 	// CLI), a schedule.json to replay, or a seeded random schedule ("random", drawing
 	// RandomFaults with mean gap MTBF).
-	Scenario      string        `json:"scenario,omitempty"`
-	Replay        string        `json:"replay,omitempty"`
-	Schedule      string        `json:"schedule,omitempty"`
-	RandomFaults  []string      `json:"random_faults,omitempty"`
-	Steps         []faults.Step `json:"-"` // in schedule.json
-	Processes     []Process     `json:"processes,omitempty"`
-	SnapshotCount int           `json:"snapshot_count,omitempty"` // etcd --snapshot-count; 0 = etcd's default
+	Scenario     string        `json:"scenario,omitempty"`
+	Replay       string        `json:"replay,omitempty"`
+	Schedule     string        `json:"schedule,omitempty"`
+	RandomFaults []string      `json:"random_faults,omitempty"`
+	Steps        []faults.Step `json:"-"` // in schedule.json
+	Processes    []Process     `json:"processes,omitempty"`
+	// Source, when the steps and processes come from a scenario file, checks them with
+	// their places in it (see StepSource).
+	Source        StepSource `json:"-"`
+	SnapshotCount int        `json:"snapshot_count,omitempty"` // etcd --snapshot-count; 0 = etcd's default
 
 	ResultsRoot  string  `json:"results_root"`
 	CheckTimeout float64 `json:"check_timeout"` // seconds for the linearizability check
@@ -92,70 +93,6 @@ func Defaults() Config {
 		Shaper: shaping.NameAuto, FaultDelay: "100ms", FaultLoss: 10, FaultRate: "1mbit",
 		ResultsRoot: "results", CheckTimeout: 30,
 	}
-}
-
-// Validate checks every name and value, naming the bad one and the valid choices.
-func (c Config) Validate() error {
-	var errs []error
-	if sys, err := systems.Lookup(c.System); err != nil {
-		errs = append(errs, err)
-	} else if ch, ok := sys.(systems.Checker); ok {
-		if err := ch.Check(systems.Cluster{Bin: c.SystemBin}); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	servers, clients := c.Nodes, c.Clients
-	var spec *topology.Spec
-	if bo, err := c.BuildOptions(); err != nil {
-		errs = append(errs, err)
-	} else if sp, err := topology.Build(c.Topology, bo); err != nil {
-		errs = append(errs, err)
-	} else {
-		servers, clients = len(sp.Servers()), len(sp.Clients())
-		spec = &sp
-	}
-	if c.Shaper != "" && !slices.Contains(shaping.Names(), c.Shaper) {
-		errs = append(errs, fmt.Errorf("--shaper %q: valid are %s", c.Shaper, strings.Join(shaping.Names(), ", ")))
-	}
-	fp, err := c.FaultParams()
-	if err != nil {
-		errs = append(errs, err)
-	}
-	if _, err := workloads.Lookup(c.Workload); err != nil {
-		errs = append(errs, err)
-	}
-	if c.usesTimeline() {
-		if spec != nil {
-			if _, err := c.ExpandSchedule(*spec); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	} else if _, err := faults.Lookup(c.Fault); err != nil {
-		errs = append(errs, err)
-	} else if err := faults.ValidateParams(c.Fault, fp, servers); err != nil {
-		errs = append(errs, err)
-	}
-	if c.SnapshotCount < 0 {
-		errs = append(errs, fmt.Errorf("--snapshot-count %d: want 0 (the system's default) or more", c.SnapshotCount))
-	}
-	if clients < 1 {
-		errs = append(errs, fmt.Errorf("--number-clients %d: a run needs at least one client", clients))
-	}
-	if servers < 1 {
-		errs = append(errs, fmt.Errorf("topology %s has no server", c.Topology))
-	}
-	switch c.ClientEndpoints {
-	case "all", "one":
-	default:
-		errs = append(errs, fmt.Errorf("--client-endpoints %q: valid are all, one", c.ClientEndpoints))
-	}
-	if c.FailureTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("--failure-timeout %v: must be > 0 seconds", c.FailureTimeout))
-	}
-	if err := workloads.ValidateSpec(c.clientSpec("c1", 0, nil)); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
 }
 
 // FaultParams are the knobs of the fault schedule, with the amounts of the degrading

@@ -212,10 +212,11 @@ func startRun(t *testing.T, cfg Config) (*Cluster, chan error) {
 // c.onEvent, say).
 func startRunHooked(t *testing.T, cfg Config, hook func(c *Cluster)) (*Cluster, chan error) {
 	t.Helper()
-	if err := cfg.Validate(); err != nil {
+	p, err := cfg.Plan()
+	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := Start(context.Background(), cfg, Options{Exe: dtBin})
+	c, err := Start(context.Background(), p, Options{Exe: dtBin})
 	if err != nil {
 		if c != nil {
 			c.Close()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dtlab/dt/agent"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/shaping"
 	"github.com/dtlab/dt/topology"
 )
@@ -110,38 +111,41 @@ type Network struct {
 	Shaper string // the shaping backend
 }
 
-// UpNetwork builds cfg's topology (cfg.Topology, node counts, links, datapath, shaper),
-// starts an agent in every node and applies the links' impairments. On error everything
-// is torn down.
-func UpNetwork(ctx context.Context, cfg Config, o Options) (n *Network, err error) {
-	bo, err := cfg.BuildOptions()
+// UpNetwork builds what p (Config.NetworkPlan) says: the topology, an agent in every
+// node, the links' impairments (buildNetwork). On error everything is torn down.
+func UpNetwork(ctx context.Context, p *Plan, o Options) (n *Network, err error) {
+	n, err = buildNetwork(ctx, p, o, topology.Options{Command: "up"})
+	if err != nil && n != nil {
+		err = errors.Join(err, n.Close(context.WithoutCancel(ctx)))
+	}
+	return n, err
+}
+
+// buildNetwork realises p's topology (to gives the run id, command and results directory),
+// starts an agent in every node and applies the links' impairments: the build that Start
+// and UpNetwork share. It returns what it built also on error, for the caller to tear
+// down; nil when topology.Up failed (Up removes what it made itself).
+func buildNetwork(ctx context.Context, p *Plan, o Options, to topology.Options) (*Network, error) {
+	progress(o, "building topology %s (%d servers, %d clients)", p.Config.Topology, p.Config.Nodes, p.Config.Clients)
+	to.Datapath = p.Config.Datapath
+	live, err := topology.Up(ctx, p.Spec, to)
 	if err != nil {
 		return nil, err
 	}
-	spec, err := topology.Build(cfg.Topology, bo)
-	if err != nil {
-		return nil, err
+	n := &Network{Live: live, Shaper: p.Shaper}
+	logDir := filepath.Join(live.State.Dir, "logs")
+	if to.ResultsDir != "" {
+		logDir = filepath.Join(to.ResultsDir, records.LogsDir)
 	}
-	shaper, err := ResolveShaper(cfg.Shaper)
-	if err != nil {
-		return nil, err
-	}
-	live, err := topology.Up(ctx, spec, topology.Options{Datapath: cfg.Datapath, Command: "up"})
-	if err != nil {
-		return nil, err
-	}
-	n = &Network{Live: live, Shaper: shaper}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, n.Close(context.WithoutCancel(ctx)))
-		}
-	}()
-	n.Agents, err = startAgents(ctx, live, filepath.Join(live.State.Dir, "logs"), o.Exe, shaper)
+	n.Agents, err = startAgents(ctx, live, logDir, o.Exe, p.Shaper)
 	if err != nil {
 		return n, err
 	}
-	if err := live.ApplyLinks(ctx); err != nil {
-		return n, fmt.Errorf("link impairments (%s): %w", shaper, err)
+	if p.Spec.HasImpairments() {
+		progress(o, "shaping links (%s backend)", p.Shaper)
+		if err := live.ApplyLinks(ctx); err != nil {
+			return n, fmt.Errorf("link impairments (%s backend): %w", p.Shaper, err)
+		}
 	}
 	return n, nil
 }

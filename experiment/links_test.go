@@ -60,7 +60,11 @@ func upNetwork(t testing.TB, servers int, mod func(*Config)) *Network {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	n, err := UpNetwork(ctx, cfg, Options{Exe: dtBin})
+	p, err := cfg.NetworkPlan()
+	if err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	n, err := UpNetwork(ctx, p, Options{Exe: dtBin})
 	if err != nil {
 		t.Fatalf("up: %v", err)
 	}
@@ -483,7 +487,10 @@ func TestNetemRefusedLoudly(t *testing.T) {
 	}
 	cfg := Defaults()
 	cfg.Topology, cfg.Shaper, cfg.LinkLatency = "simple", shaping.NameNetem, 20
-	_, err := UpNetwork(context.Background(), cfg, Options{Exe: dtBin})
+	p, err := cfg.NetworkPlan()
+	if err == nil {
+		_, err = UpNetwork(context.Background(), p, Options{Exe: dtBin})
+	}
 	if err == nil || !strings.Contains(err.Error(), "netem is not available") || !strings.Contains(err.Error(), "userspace") {
 		t.Fatalf("UpNetwork with --shaper netem on a kernel without it: %v", err)
 	}

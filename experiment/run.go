@@ -74,22 +74,25 @@ func (c *Cluster) Record(e records.Event) {
 	}
 }
 
-// Run executes one experiment and always tears down what it created. The history
-// written so far survives an error or Ctrl-C, and is analysed either way.
-func Run(ctx context.Context, cfg Config, o Options) (out *Outcome, err error) {
-	if cfg.Seed == 0 {
-		cfg.Seed = rand.Int64N(1<<53) + 1
-	}
-	if err := cfg.Validate(); err != nil {
+// Run plans cfg (Config.Plan) and runs the plan (RunPlan).
+func Run(ctx context.Context, cfg Config, o Options) (*Outcome, error) {
+	p, err := cfg.Plan()
+	if err != nil {
 		return nil, err
 	}
-	c, err := Start(ctx, cfg, o)
+	return RunPlan(ctx, p, o)
+}
+
+// RunPlan executes one experiment and always tears down what it created. The history
+// written so far survives an error or Ctrl-C, and is analysed either way.
+func RunPlan(ctx context.Context, p *Plan, o Options) (out *Outcome, err error) {
+	c, err := Start(ctx, p, o)
 	if c != nil {
 		out = &Outcome{RunDir: c.RunDir, RunID: c.Live.State.RunID}
 		defer func() {
 			c.Close()
 			// Analyze returns the summary even when only some output file failed.
-			sum, aerr := results.Analyze(c.RunDir, results.Options{CheckTimeout: secs(cfg.CheckTimeout)})
+			sum, aerr := results.Analyze(c.RunDir, results.Options{CheckTimeout: secs(p.Config.CheckTimeout)})
 			out.Summary = sum
 			if aerr != nil {
 				err = errors.Join(err, fmt.Errorf("analyse %s: %w", c.RunDir, aerr))
@@ -102,76 +105,58 @@ func Run(ctx context.Context, cfg Config, o Options) (out *Outcome, err error) {
 	return out, c.runSchedule(ctx, o)
 }
 
-// Start builds the run directory, the topology, the agents and the system, and waits
-// until the system has a leader. On error the returned Cluster (if not nil) must still
-// be closed.
-func Start(ctx context.Context, cfg Config, o Options) (*Cluster, error) {
-	bo, err := cfg.BuildOptions()
-	if err != nil {
+// Start builds what p says: the run directory with its records (config.json,
+// schedule.json, events.jsonl), the network (buildNetwork: topology, agents, links) and
+// the system, and waits until the system has a leader. It resolves nothing: everything
+// that can be wrong with the input was refused by Config.Plan, and what can be wrong with
+// the host (not root, no OVS) is refused before the run directory exists. On error the
+// returned Cluster (if not nil) must still be closed.
+func Start(ctx context.Context, p *Plan, o Options) (*Cluster, error) {
+	if p.System == nil {
+		return nil, errors.New("experiment: Start needs the plan of a run (Config.Plan), not of a network")
+	}
+	if err := topology.CheckHost(); err != nil {
 		return nil, err
 	}
-	spec, err := topology.Build(cfg.Topology, bo)
-	if err != nil {
-		return nil, err
-	}
-	// wan and topology files decide the number of servers and clients themselves.
-	cfg.Nodes, cfg.Clients = len(spec.Servers()), len(spec.Clients())
-	shaper, err := ResolveShaper(cfg.Shaper)
-	if err != nil {
-		return nil, err
-	}
-	sys, err := systems.Lookup(cfg.System)
-	if err != nil {
-		return nil, err
-	}
+	cfg := p.Config
 	runDir, err := newRunDir(cfg)
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Cfg: cfg, Sys: sys, RunDir: runDir, Agents: map[string]*agent.Agent{},
-		rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0x64740000))}
+	c := &Cluster{Cfg: cfg, Sys: p.System, RunDir: runDir, Agents: map[string]*agent.Agent{}, exe: o.Exe,
+		steps: p.Schedule.Steps, rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0x64740000))}
 	if c.Events, err = records.CreateJSONL(filepath.Join(runDir, records.EventsFile)); err != nil {
 		return nil, err
 	}
 	if c.Ops, err = records.CreateJSONL(filepath.Join(runDir, records.OpsFile)); err != nil {
+		c.Events.Close()
 		return nil, err
 	}
 	c.T0 = time.Now()
 	runID := topology.NewRunID()
 	c.Record(records.Event{T: 1e-9, Type: records.EventRunStart, Detail: "run " + runID})
-	if err := writeConfig(runDir, cfg, runID, "", shaper, c.T0); err != nil {
-		return nil, err
-	}
 	// The whole fault timeline is on disk before anything runs: --replay runs it again.
-	sched, err := cfg.ExpandSchedule(spec)
-	if err != nil {
-		return nil, err
+	err = errors.Join(writeConfig(runDir, cfg, runID, "", p.Shaper, c.T0),
+		faults.WriteSchedule(filepath.Join(runDir, records.ScheduleFile), p.Schedule))
+	var n *Network
+	if err == nil {
+		n, err = buildNetwork(ctx, p, o, topology.Options{RunID: runID, Command: "run", ResultsDir: runDir})
 	}
-	if err := faults.WriteSchedule(filepath.Join(runDir, records.ScheduleFile), sched); err != nil {
-		return nil, err
-	}
-	c.steps = sched.Steps
-	progress(o, "building topology %s (%d servers, %d clients)", cfg.Topology, cfg.Nodes, cfg.Clients)
-	live, err := topology.Up(ctx, spec, topology.Options{RunID: runID, Datapath: cfg.Datapath, Command: "run", ResultsDir: runDir})
-	if err != nil {
+	if n == nil {
 		// Up cleans up after itself; there is nothing of the run to tear down.
 		c.Record(records.Event{Type: records.EventError, Detail: err.Error()})
+		c.Events.Close()
+		c.Ops.Close()
 		return nil, err
 	}
-	c.Live = live
-	if err := writeConfig(runDir, cfg, runID, live.State.Datapath, shaper, c.T0); err != nil {
-		return c, err
+	c.Live = n.Live
+	for name, a := range n.Agents {
+		c.Agents[name] = a
 	}
-	if err := c.launchAgents(ctx, o.Exe, shaper); err != nil {
+	err = errors.Join(err, writeConfig(runDir, cfg, runID, c.Live.State.Datapath, p.Shaper, c.T0))
+	if err != nil {
+		c.Record(records.Event{Type: records.EventError, Detail: err.Error()})
 		return c, err
-	}
-	if spec.HasImpairments() {
-		progress(o, "shaping links (%s backend)", shaper)
-		if err := live.ApplyLinks(ctx); err != nil {
-			err = fmt.Errorf("link impairments (%s backend): %w", shaper, err)
-			c.Record(records.Event{Type: records.EventError, Detail: err.Error()})
-			return c, err
-		}
 	}
 	if err := c.startSystem(ctx); err != nil {
 		return c, err
@@ -277,16 +262,6 @@ func versions(cfg Config) map[string]string {
 		}
 	}
 	return v
-}
-
-// launchAgents starts one agent per node, in parallel (see startAgents).
-func (c *Cluster) launchAgents(ctx context.Context, exe, shaper string) error {
-	c.exe = exe
-	agents, err := startAgents(ctx, c.Live, filepath.Join(c.RunDir, records.LogsDir), exe, shaper)
-	for n, a := range agents {
-		c.Agents[n] = a
-	}
-	return err
 }
 
 // memberIndex maps a server name to its index in the member list.

@@ -3,19 +3,14 @@ package experiment
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/dtlab/dt/agent"
-	"github.com/dtlab/dt/faults"
 	"github.com/dtlab/dt/records"
-	"github.com/dtlab/dt/systems"
-	"github.com/dtlab/dt/topology"
 )
 
 // Process is an extra process a scenario starts on a node through its agent before the
@@ -47,82 +42,6 @@ const FaultSession = "debug"
 // usesTimeline says the run's faults come from somewhere else than the positional fault.
 func (c Config) usesTimeline() bool {
 	return c.Schedule != "" || c.Replay != "" || c.Scenario != ""
-}
-
-// ClusterNames is what step validation knows of a topology: its nodes and servers.
-func ClusterNames(spec topology.Spec) faults.Cluster {
-	fc := faults.Cluster{Nodes: spec.NodeNames()}
-	for _, n := range spec.Servers() {
-		fc.Servers = append(fc.Servers, n.Name)
-	}
-	return fc
-}
-
-// ExpandSchedule is the run's whole fault timeline, as schedule.json records it: the
-// positional fault's steps, a scenario's, a replayed schedule's, or a random one drawn
-// from the seed. Steps are validated against spec's nodes.
-func (c Config) ExpandSchedule(spec topology.Spec) (faults.ScheduleFile, error) {
-	fc := ClusterNames(spec)
-	sf := faults.ScheduleFile{Version: faults.ScheduleVersion, Name: c.Fault, Seed: c.Seed, Duration: faults.Duration(secs(c.Duration))}
-	switch {
-	case c.Replay != "":
-		old, err := faults.ReadSchedule(c.Replay)
-		if err != nil {
-			return sf, err
-		}
-		if err := faults.ValidateTimeline(old.Steps, fc); err != nil {
-			return sf, fmt.Errorf("%s: %w", c.Replay, err)
-		}
-		old.Seed, old.Duration = c.Seed, sf.Duration
-		return old, nil
-	case c.Schedule == ScheduleRandom:
-		mtbf := secs(c.MTBF)
-		steps, err := faults.RandomSchedule(faults.RandomOptions{Seed: c.Seed, Duration: secs(c.Duration), MTBF: mtbf,
-			Faults: c.RandomFaults, Servers: fc.Servers, Nodes: fc.Nodes, ClientPort: c.clientPort(spec)})
-		if err != nil {
-			return sf, err
-		}
-		sf.Kind, sf.MTBF, sf.Faults, sf.Steps = ScheduleRandom, faults.Duration(mtbf), c.RandomFaults, steps
-		return sf, nil
-	case c.Schedule != "":
-		return sf, fmt.Errorf("--schedule %q: valid are random (or give a FAULT, -f or --replay)", c.Schedule)
-	case c.Scenario != "":
-		sf.Kind, sf.Steps = ScheduleScenario, c.Steps
-		return sf, faults.ValidateTimeline(c.Steps, fc)
-	}
-	if c.Fault == FaultSession {
-		sf.Kind = ScheduleSession
-		return sf, nil
-	}
-	f, err := faults.Lookup(c.Fault)
-	if err != nil {
-		return sf, err
-	}
-	p, err := c.FaultParams()
-	if err != nil {
-		return sf, err
-	}
-	sf.Kind, sf.Steps = ScheduleFault, f.Steps(p)
-	return sf, nil
-}
-
-// clientPort is the system's client port (for random dropport faults); 0 if unknown.
-func (c Config) clientPort(spec topology.Spec) int {
-	sys, err := systems.Lookup(c.System)
-	if err != nil || len(spec.Servers()) == 0 {
-		return 0
-	}
-	n := spec.Servers()[0]
-	eps := sys.ClientEndpoints(systems.Cluster{Members: []systems.Member{{Name: n.Name, IP: n.IP}}})
-	if len(eps) == 0 {
-		return 0
-	}
-	u, err := url.Parse(eps[0])
-	if err != nil {
-		return 0
-	}
-	p, _ := strconv.Atoi(u.Port())
-	return p
 }
 
 // startProcesses starts the scenario's extra processes and checks they stay up.

@@ -180,8 +180,12 @@ steps:
 
 	t.Run("prompt", func(t *testing.T) {
 		cfg := toyConfig(t)
-		cfg.Fault, cfg.Duration = experiment.FaultSession, 30
-		c, err := experiment.Start(ctx, cfg, experiment.Options{Exe: exe})
+		cfg.Duration = 30
+		plan, err := cfg.Plan()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := experiment.Start(ctx, plan.Session(), experiment.Options{Exe: exe})
 		if c != nil {
 			defer c.Close()
 		}

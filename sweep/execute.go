@@ -18,12 +18,17 @@ type Runner interface {
 	Run(ctx context.Context, cfg experiment.Config, o experiment.Options) (*experiment.Outcome, error)
 }
 
-// Experiment runs experiments with experiment.Run.
+// Experiment runs experiments: each point's configuration is planned (Config.Plan), and
+// nothing of the run is created unless its plan is valid; then the plan runs.
 type Experiment struct{}
 
 // Run implements Runner.
 func (Experiment) Run(ctx context.Context, cfg experiment.Config, o experiment.Options) (*experiment.Outcome, error) {
-	return experiment.Run(ctx, cfg, o)
+	p, err := cfg.Plan()
+	if err != nil {
+		return nil, err
+	}
+	return experiment.RunPlan(ctx, p, o)
 }
 
 // Options drive Execute.

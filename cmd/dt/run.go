@@ -11,7 +11,6 @@ import (
 	"github.com/dtlab/dt/results"
 	"github.com/dtlab/dt/scenario"
 	"github.com/dtlab/dt/systems"
-	"github.com/dtlab/dt/topology"
 	"github.com/dtlab/dt/workloads"
 	"github.com/spf13/cobra"
 )
@@ -109,7 +108,8 @@ Faults (T = --duration):
 			default:
 				cfg.System, cfg.Topology, cfg.Workload, cfg.Fault = args[0], args[1], args[2], args[3]
 			}
-			if err := cfg.Validate(); err != nil {
+			plan, err := cfg.Plan()
+			if err != nil {
 				return err
 			}
 			if err := requireRoot(); err != nil {
@@ -120,10 +120,10 @@ Faults (T = --duration):
 				if file != "" || cfg.Replay != "" || cfg.Schedule != "" {
 					named = "" // the prompt fires named faults; a timeline has no single name
 				}
-				return debugSession(cmd.Context(), cfg, debugOptions{load: true, fault: named})
+				return debugSession(cmd.Context(), plan, debugOptions{load: true, fault: named})
 			}
 			tty := isTerminal(os.Stdout)
-			out, err := experiment.Run(cmd.Context(), cfg, experiment.Options{Progress: os.Stdout, TTY: tty})
+			out, err := experiment.RunPlan(cmd.Context(), plan, experiment.Options{Progress: os.Stdout, TTY: tty})
 			if out != nil {
 				if out.Summary != nil {
 					fmt.Println(results.FormatSummary(out.Summary))
@@ -145,8 +145,9 @@ Faults (T = --duration):
 }
 
 // applyScenario loads a scenario file into cfg: its experiment, its options (flags given
-// on the command line win), its processes and steps, checked against its topology's nodes
-// before anything is created.
+// on the command line win), its processes and steps, and the scenario itself as their
+// source, for the plan to check them against the topology's nodes at their places in the
+// file.
 func applyScenario(cmd *cobra.Command, file string, cfg *experiment.Config) error {
 	s, err := scenario.Load(file)
 	if err != nil {
@@ -180,18 +181,7 @@ func applyScenario(cmd *cobra.Command, file string, cfg *experiment.Config) erro
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	bo, err := cfg.BuildOptions()
-	if err != nil {
-		return err
-	}
-	spec, err := topology.Build(cfg.Topology, bo)
-	if err != nil {
-		return fmt.Errorf("%s: topology: %w", file, err)
-	}
-	if err := s.Validate(experiment.ClusterNames(spec)); err != nil {
-		return err
-	}
-	cfg.Steps = s.Steps
+	cfg.Steps, cfg.Source = s.Steps, s
 	for _, p := range s.Processes {
 		cfg.Processes = append(cfg.Processes, experiment.Process{Node: p.Node, Name: p.Name, Command: p.Command, Env: p.Env})
 	}

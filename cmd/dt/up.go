@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -61,10 +60,11 @@ Systems: ` + strings.Join(systems.Names(), ", "),
 			if workload != "" {
 				cfg.Workload = workload
 			}
-			if err := cfg.Validate(); err != nil {
+			plan, err := cfg.Plan()
+			if err != nil {
 				return err
 			}
-			return debugSession(cmd.Context(), cfg, debugOptions{load: workload != ""})
+			return debugSession(cmd.Context(), plan, debugOptions{load: workload != ""})
 		},
 	}
 	registerRunFlags(c, &cfg)
@@ -76,8 +76,12 @@ Systems: ` + strings.Join(systems.Names(), ", "),
 func upTopology(ctx context.Context, name string, cfg experiment.Config) error {
 	mode := shell.DetectMode(os.Stdin, os.Stdout)
 	cfg.Topology = name
+	plan, err := cfg.NetworkPlan()
+	if err != nil {
+		return err
+	}
 	// An agent in every node shapes its links (--link-*, and `link` / dt link later).
-	network, err := experiment.UpNetwork(ctx, cfg, experiment.Options{})
+	network, err := experiment.UpNetwork(ctx, plan, experiment.Options{})
 	if err != nil {
 		return err
 	}
@@ -110,17 +114,15 @@ type debugOptions struct {
 	fault string // the fault the user named (dt run), suggested in the banner
 }
 
-// debugSession starts the system as a run would, then hands it to the prompt instead of
-// running the schedule. It always tears down what it started, and analyses the history
-// when the load ran.
-func debugSession(ctx context.Context, cfg experiment.Config, o debugOptions) (err error) {
-	if cfg.Seed == 0 {
-		cfg.Seed = rand.Int64N(1<<53) + 1
-	}
+// debugSession starts the system as a run of plan would, then hands it to the prompt
+// instead of running the schedule. It always tears down what it started, and analyses
+// the history when the load ran.
+func debugSession(ctx context.Context, plan *experiment.Plan, o debugOptions) (err error) {
 	// A session is not a run of the fault schedule: keep it apart in the results tree.
-	cfg.Fault = experiment.FaultSession
+	plan = plan.Session()
+	cfg := plan.Config
 	mode := shell.DetectMode(os.Stdin, os.Stdout)
-	c, err := experiment.Start(ctx, cfg, experiment.Options{Progress: os.Stdout})
+	c, err := experiment.Start(ctx, plan, experiment.Options{Progress: os.Stdout})
 	var load *experiment.Load
 	if c != nil {
 		defer func() {
