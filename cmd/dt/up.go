@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/dtlab/dt/experiment"
-	"github.com/dtlab/dt/faults"
 	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/results"
 	"github.com/dtlab/dt/shell"
@@ -155,7 +154,7 @@ func debugSession(ctx context.Context, plan *experiment.Plan, o debugOptions) (e
 	load = experiment.NewLoad(c, func(err error) { sh.Note("load: %v", err) })
 	sh = shell.New(shell.Options{
 		Live: c.Live, Cluster: c, Load: load,
-		Params: faults.Params{MTBF: secs(cfg.MTBF), KillN: cfg.KillN, KillTarget: cfg.KillTarget},
+		Params: plan.Params, // every --fault-*, --mtbf and --kill-* flag, as a run's faults get them
 		Window: secs(cfg.Duration / 3),
 	})
 	if o.load {
