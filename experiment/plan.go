@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dtlab/dt/agent"
 	"github.com/dtlab/dt/faults"
 	"github.com/dtlab/dt/ovs"
 	"github.com/dtlab/dt/shaping"
@@ -82,15 +83,26 @@ func (p *Plan) Session() *Plan {
 	return &s
 }
 
-// cluster is what steps are checked against: the topology's nodes and servers. It is made
-// here and nowhere else; what the system and the host offer (p.System, p.Shaper) belongs
-// here too when steps are checked against it.
+// cluster is what steps are checked against: the topology's nodes and servers, and the
+// capabilities the build's fault env will offer. It is made here and nowhere else.
 func (p *Plan) cluster() faults.Cluster {
-	fc := faults.Cluster{Nodes: p.Spec.NodeNames()}
+	fc := faults.Cluster{Nodes: p.Spec.NodeNames(), Caps: faults.Offers(p.env())}
 	for _, n := range p.Spec.Servers() {
 		fc.Servers = append(fc.Servers, n.Name)
 	}
 	return fc
+}
+
+// env is the kind of faults.Env the build makes, without anything live in it: the
+// engine checks a fired step against faults.Offers of the real one, and the plan must
+// refuse what it would refuse. A run's env has the system (faultEnv), a network's only
+// the topology; both have an agent in every node.
+func (p *Plan) env() faults.Env {
+	ne := &netEnv{agents: map[string]*agent.Agent{}}
+	if p.System == nil {
+		return ne
+	}
+	return &faultEnv{netEnv: ne, c: &Cluster{Cfg: p.Config, Sys: p.System}}
 }
 
 // resolve is Plan (run: a system runs; probe: ask the host about netem).
@@ -154,6 +166,10 @@ func (c Config) resolve(run, probe bool) (*Plan, error) {
 	}
 	if haveSpec {
 		p.Cluster = p.cluster()
+		if p.System == nil {
+			// An unknown system is reported once, not again by every step that needs it.
+			p.Cluster.Caps = nil
+		}
 	}
 	params, perr := c.FaultParams()
 	add(perr)

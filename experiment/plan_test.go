@@ -48,7 +48,8 @@ func TestPlanResolves(t *testing.T) {
 	if p.Schedule.Kind != ScheduleFault || p.Schedule.Name != "leader" || len(p.Schedule.Steps) == 0 || p.Schedule.Seed != p.Config.Seed {
 		t.Errorf("schedule: %+v", p.Schedule)
 	}
-	if len(p.Cluster.Nodes) != 10 || len(p.Cluster.Servers) != 5 || !slices.Contains(p.Cluster.Nodes, "c5") {
+	if len(p.Cluster.Nodes) != 10 || len(p.Cluster.Servers) != 5 || !slices.Contains(p.Cluster.Nodes, "c5") ||
+		!slices.Equal(p.Cluster.Caps, faults.AllCapabilities) {
 		t.Errorf("cluster: %+v", p.Cluster)
 	}
 
@@ -169,6 +170,9 @@ func TestNetworkPlan(t *testing.T) {
 	}
 	if p.System != nil || len(p.Schedule.Steps) != 0 || !p.Spec.HasImpairments() || len(p.Cluster.Nodes) != 4 {
 		t.Errorf("network plan: system %v, schedule %+v, impairments %v, cluster %+v", p.System, p.Schedule, p.Spec.HasImpairments(), p.Cluster)
+	}
+	if slices.Contains(p.Cluster.Caps, faults.CapProcesses) || !slices.Contains(p.Cluster.Caps, faults.CapProbe) {
+		t.Errorf("a network without a system offers %v", p.Cluster.Caps)
 	}
 	if _, err := Start(context.Background(), p, Options{}); err == nil || !strings.Contains(err.Error(), "plan of a run") {
 		t.Errorf("Start of a network plan: %v", err)
