@@ -140,6 +140,8 @@ func encode(v reflect.Value) (*yaml.Node, error) {
 		return plain(strconv.FormatInt(v.Int(), 10)), nil
 	case v.Kind() == reflect.Float64:
 		return plain(strconv.FormatFloat(v.Float(), 'g', -1, 64)), nil
+	case v.Kind() == reflect.Bool:
+		return plain(strconv.FormatBool(v.Bool())), nil
 	}
 	return nil, fmt.Errorf("cannot write a %s (a bug: see scenario.encode)", v.Type())
 }
