@@ -430,6 +430,15 @@ func (p *parser) decode(n *yaml.Node, v reflect.Value, what string) {
 			return
 		}
 		v.SetFloat(f)
+	case v.Kind() == reflect.Bool:
+		switch s {
+		case "true":
+			v.SetBool(true)
+		case "false":
+			v.SetBool(false)
+		default:
+			p.errorf(n, "%s: %q: want true or false", what, s)
+		}
 	default:
 		p.errorf(n, "%s: this dt cannot read a %s (a bug: see scenario.decode)", what, v.Type())
 	}

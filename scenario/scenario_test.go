@@ -424,3 +424,23 @@ func TestEveryStepField(t *testing.T) {
 		t.Errorf("%s\ngot  %+v\nwant %+v", b, back, st)
 	}
 }
+
+// A one-way partition reads from a scenario; a bool field takes only true or false.
+func TestOneWayPartition(t *testing.T) {
+	head := "name: t\nsystem: etcd\ntopology: simple\nduration: 10s\nsteps:\n"
+	s, err := Parse("s.yaml", []byte(head+"  - {action: partition, groups: [[s1], [s2, s3]], one-way: true, at: 1s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Steps[0].OneWay {
+		t.Errorf("one-way not read: %+v", s.Steps[0])
+	}
+	_, err = Parse("s.yaml", []byte(head+"  - {action: partition, groups: [[s1], [s2]], one-way: yes}\n"))
+	if err == nil || !strings.Contains(err.Error(), `one-way: "yes": want true or false`) {
+		t.Errorf("one-way: yes: %v", err)
+	}
+	_, err = Parse("s.yaml", []byte(head+"  - {action: isolate, targets: s1, one-way: true}\n"))
+	if err == nil || !strings.Contains(err.Error(), "isolate takes no one-way") {
+		t.Errorf("isolate with one-way: %v", err)
+	}
+}
