@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/dtlab/dt/faults"
+	"github.com/dtlab/dt/topology"
 )
 
 // cmdDo fires any registered step action now: `do ACTION [TARGET...] [FIELD=VALUE...]`,
@@ -59,7 +60,7 @@ func parseStep(args []string) (faults.Step, error) {
 	for _, w := range args[1:] {
 		k, v, ok := strings.Cut(w, "=")
 		if !ok {
-			targets = append(targets, splitGroup(w)...)
+			targets = append(targets, topology.SplitGroup(w)...)
 			continue
 		}
 		switch k {

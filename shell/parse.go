@@ -78,14 +78,3 @@ func Split(line string) ([]string, error) {
 	}
 	return words, nil
 }
-
-// splitGroup parses "s1,s2" into node names.
-func splitGroup(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}

@@ -52,7 +52,7 @@ func (s *Shell) resolve(ctx context.Context, arg string) (string, error) {
 // resolveGroup resolves "s1,leader" into node names.
 func (s *Shell) resolveGroup(ctx context.Context, arg string) ([]string, error) {
 	var out []string
-	for _, p := range splitGroup(arg) {
+	for _, p := range topology.SplitGroup(arg) {
 		n, err := s.resolve(ctx, p)
 		if err != nil {
 			return nil, err

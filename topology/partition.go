@@ -160,3 +160,14 @@ func (l *Live) HealAll(ctx context.Context) error {
 	}
 	return nil
 }
+
+// SplitGroup parses a group of nodes written "s1,s2" into its names (blanks dropped).
+func SplitGroup(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/dtlab/dt/experiment"
 	"github.com/dtlab/dt/shaping"
+	"github.com/dtlab/dt/topology"
 	"github.com/spf13/cobra"
 )
 
@@ -50,7 +51,7 @@ netem (its precision is about 0.2 ms per packet).`,
 			if err := experiment.ShapersFromState(live); err != nil {
 				return err
 			}
-			as, bs := splitGroup(args[0]), splitGroup(args[1])
+			as, bs := topology.SplitGroup(args[0]), topology.SplitGroup(args[1])
 			if len(as) == 0 || len(bs) == 0 {
 				return errors.New("link needs two nodes or groups of nodes")
 			}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/dtlab/dt/topology"
 )
@@ -13,15 +12,4 @@ func printNodes(live *topology.Live) {
 	for _, n := range live.Spec.Nodes {
 		fmt.Printf("  %-4s %-7s %-12s netns %s\n", n.Name, n.Role, n.IP, topology.NetnsName(live.State.RunID, n.Name))
 	}
-}
-
-// splitGroup parses "s1,s2" into node names.
-func splitGroup(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

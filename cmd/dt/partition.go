@@ -24,7 +24,7 @@ func newPartitionCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cut := topology.Cut{A: splitGroup(args[0]), B: splitGroup(args[1]), OneWay: oneWay}
+			cut := topology.Cut{A: topology.SplitGroup(args[0]), B: topology.SplitGroup(args[1]), OneWay: oneWay}
 			start := time.Now()
 			if _, err := live.Partition(cmd.Context(), cut, ""); err != nil {
 				return err
@@ -59,7 +59,7 @@ func newHealCmd() *cobra.Command {
 				fmt.Println("healed all partitions")
 				return nil
 			}
-			a, b := splitGroup(args[0]), splitGroup(args[1])
+			a, b := topology.SplitGroup(args[0]), topology.SplitGroup(args[1])
 			for _, cut := range []topology.Cut{{A: a, B: b}, {A: a, B: b, OneWay: true}, {A: b, B: a, OneWay: true}} {
 				if err := live.Heal(cmd.Context(), cookieOf(live, cut)); err != nil {
 					return err

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dtlab/dt/probe"
+	"github.com/dtlab/dt/topology"
 )
 
 // newProbeCmd is `dt probe`: the sample probes a scenario step can call (package probe).
@@ -68,7 +69,7 @@ func probeEndpoints(flag string, given bool) ([]string, error) {
 	if !given {
 		flag, from = os.Getenv(probe.EnvEndpoints), "$"+probe.EnvEndpoints
 	}
-	eps := splitGroup(flag)
+	eps := topology.SplitGroup(flag)
 	if len(eps) == 0 {
 		if given {
 			return nil, errors.New("probe: --endpoints is empty: give the system's client URLs, comma-separated")
