@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -201,7 +200,7 @@ func (e *etcd) NewKV(endpoints []string, opTimeout time.Duration) (workloads.KV,
 	if len(endpoints) == 0 {
 		return nil, errors.New("etcd client: no endpoints")
 	}
-	kv := &etcdKV{endpoints: endpoints, timeout: opTimeout, health: make([]endpointHealth, len(endpoints))}
+	kv := &etcdKV{balancer: newBalancer(len(endpoints), true), endpoints: endpoints, timeout: opTimeout}
 	for _, ep := range endpoints {
 		cli, err := clientv3.New(clientv3.Config{
 			Endpoints: []string{ep},
@@ -219,79 +218,13 @@ func (e *etcd) NewKV(endpoints []string, opTimeout time.Duration) (workloads.KV,
 	return kv, nil
 }
 
-// FailoverBench is how long the client first avoids an endpoint after an operation
-// through it failed; each further failure doubles it, up to FailoverBenchMax. A real
-// client (clientv3's balancer, a load balancer) routes around a dead or cut-off member;
-// without this a killed member would fail 1/N of all operations until the end of the
-// run, hiding the cluster's own recovery behind the client's choice.
-const (
-	FailoverBench    = time.Second
-	FailoverBenchMax = 8 * time.Second
-)
-
-// etcdKV implements workloads.TargetedKV: round robin over the endpoints, with a circuit
-// breaker per endpoint. A failed operation benches its endpoint; once the bench is over a
-// single probe operation goes there while the others keep avoiding it, and its success
-// brings the endpoint back. When every endpoint is benched, plain round robin.
+// etcdKV implements workloads.TargetedKV: round robin over the endpoints with a circuit
+// breaker per endpoint (balancer).
 type etcdKV struct {
+	*balancer
 	endpoints []string
 	clients   []*clientv3.Client
 	timeout   time.Duration
-	next      atomic.Uint64
-	last      atomic.Int64 // index of the endpoint picked last
-	health    []endpointHealth
-}
-
-type endpointHealth struct {
-	benchedUntil atomic.Int64 // unix ns; 0 = healthy
-	bench        atomic.Int64 // current bench length, ns
-	probing      atomic.Bool  // a probe operation is in flight
-}
-
-func (k *etcdKV) pick() int {
-	n := uint64(len(k.clients))
-	now := time.Now().UnixNano()
-	start := k.next.Add(1) - 1
-	i := int(start % n)
-	for j := uint64(0); j < n; j++ {
-		c := int((start + j) % n)
-		if k.health == nil {
-			break
-		}
-		h := &k.health[c]
-		until := h.benchedUntil.Load()
-		if until == 0 || (until <= now && h.probing.CompareAndSwap(false, true)) {
-			i = c
-			break
-		}
-	}
-	k.last.Store(int64(i))
-	return i
-}
-
-// failed benches endpoint i after a failed operation, for twice as long as last time.
-func (k *etcdKV) failed(i int) {
-	if k.health == nil {
-		return
-	}
-	h := &k.health[i]
-	b := min(max(2*time.Duration(h.bench.Load()), FailoverBench), FailoverBenchMax)
-	h.bench.Store(int64(b))
-	h.benchedUntil.Store(time.Now().Add(b).UnixNano())
-	h.probing.Store(false)
-}
-
-// succeeded brings endpoint i back after an operation through it worked.
-func (k *etcdKV) succeeded(i int) {
-	if k.health == nil {
-		return
-	}
-	h := &k.health[i]
-	if h.benchedUntil.Load() != 0 {
-		h.benchedUntil.Store(0)
-		h.bench.Store(0)
-		h.probing.Store(false)
-	}
 }
 
 func (k *etcdKV) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -340,7 +273,7 @@ func (k *etcdKV) Get(ctx context.Context, key string) (string, bool, error) {
 }
 
 // Target is the endpoint picked by the most recent operation.
-func (k *etcdKV) Target() string { return k.endpoints[k.last.Load()] }
+func (k *etcdKV) Target() string { return k.endpoints[k.lastPicked()] }
 
 func (k *etcdKV) Close() error {
 	var errs []error

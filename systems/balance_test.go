@@ -1,13 +1,9 @@
 package systems
 
-import (
-	"testing"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
-)
+import "testing"
 
 func TestCircuitBreakerRoutesAroundFailedEndpoints(t *testing.T) {
-	k := &etcdKV{endpoints: []string{"a", "b", "c"}, clients: make([]*clientv3.Client, 3), health: make([]endpointHealth, 3)}
+	k := newBalancer(3, true)
 	k.failed(1)
 	for n := 0; n < 12; n++ {
 		if i := k.pick(); i == 1 {
@@ -46,5 +42,15 @@ func TestCircuitBreakerRoutesAroundFailedEndpoints(t *testing.T) {
 	}
 	if len(seen) != 3 {
 		t.Errorf("with every endpoint benched the client must still use them all; used %v", seen)
+	}
+}
+
+func TestBalancerWithoutBreakersIsRoundRobin(t *testing.T) {
+	b := newBalancer(3, false)
+	b.failed(0)
+	for n := range 6 {
+		if i := b.pick(); i != n%3 || b.lastPicked() != i {
+			t.Fatalf("pick %d = %d (last %d), want %d", n, i, b.lastPicked(), n%3)
+		}
 	}
 }
