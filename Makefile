@@ -64,12 +64,12 @@ docker-build:
 docker: docker-build
 	DOCKER=$(DOCKER) DOCKER_RUN_ARGS='$(DOCKER_RUN_ARGS)' docker/run.sh $(DOCKER_IMAGE) $(DOCKER_CMD)
 
-# docker-test builds DOCKER_TEST_IMAGE (without the packages only Go tests use, so it stays
-# small and leaves a full DOCKER_IMAGE alone), runs a short `dt run etcd simple uniform
+# docker-test builds DOCKER_TEST_IMAGE (without the packages only Go tests use, nor
+# zookeeper and its JRE, so it stays small and leaves a full DOCKER_IMAGE alone), runs a short `dt run etcd simple uniform
 # leader` in it with a fresh DOCKER_TEST_RESULTS mounted, and checks the run's summary.json
 # on the host (docker/test.sh; needs jq).
 DOCKER_TEST_IMAGE ?= dt:test
-DOCKER_TEST_APT_EXCLUDE ?= chromium fonts-dejavu-core
+DOCKER_TEST_APT_EXCLUDE ?= chromium fonts-dejavu-core zookeeper
 DOCKER_TEST_RESULTS ?= bin/docker-test-results
 DOCKER_TEST_DURATION ?= 10
 

@@ -355,3 +355,25 @@ func (e *etcd) Check(c Cluster) error {
 	}
 	return nil
 }
+
+// Version is the first line of `etcd --version` ("etcd Version: 3.4.23").
+func (e *etcd) Version(bin string) string {
+	if bin == "" {
+		bin = EtcdBin
+	}
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+}
+
+// CLI is etcdctl, which finds the cluster in ETCDCTL_ENDPOINTS (ClientEnv).
+func (e *etcd) CLI(Cluster) CLI {
+	return CLI{Name: "etcdctl", Argv: []string{"etcdctl"},
+		Summary:  "etcdctl in a client node's namespace, ETCDCTL_ENDPOINTS set to the cluster",
+		Complete: []string{"get", "put", "del", "member", "endpoint", "watch", "--write-out=table"}}
+}
+
+// Ports are the client and peer ports.
+func (e *etcd) Ports() []int { return []int{EtcdClientPort, EtcdPeerPort} }

@@ -7,6 +7,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -46,15 +48,38 @@ type Command struct {
 	Dir     string
 	DataDir string // the member's persistent state (backed up / cleaned by the agent)
 	Log     string // file for the process's stdout and stderr (its directory may not exist yet)
+	// Files are written before every start (WriteFiles), for a system that reads its
+	// configuration from disk (ZooKeeper's zoo.cfg and myid); they may lie in DataDir,
+	// which a data fault may have deleted since the last start.
+	Files []File
+}
+
+// File is one file a member reads when it starts.
+type File struct {
+	Path string
+	Data []byte
+}
+
+// WriteFiles writes cmd's files, creating their directories.
+func WriteFiles(cmd Command) error {
+	for _, f := range cmd.Files {
+		if err := os.MkdirAll(filepath.Dir(f.Path), 0o755); err != nil {
+			return fmt.Errorf("member file %s: %w", f.Path, err)
+		}
+		if err := os.WriteFile(f.Path, f.Data, 0o644); err != nil {
+			return fmt.Errorf("member file: %w", err)
+		}
+	}
+	return nil
 }
 
 // MemberStatus is one member's own view, read locally inside its namespace.
 type MemberStatus struct {
-	Member   string `json:"member"`    // filled by the caller: Status only knows the endpoint
-	ID       string `json:"id"`        // the system's member id (hex for etcd)
-	LeaderID string `json:"leader_id"` // "" when this member knows no leader
-	Term     uint64 `json:"term"`
-	Index    uint64 `json:"index"`
+	Member   string `json:"member"`         // filled by the caller: Status only knows the endpoint
+	ID       string `json:"id"`             // the system's member id (hex for etcd)
+	LeaderID string `json:"leader_id"`      // "" when this member knows no leader
+	Term     uint64 `json:"term"`           // etcd: raft term; ZooKeeper: the epoch
+	Index    uint64 `json:"index"`          // the log position, growing across terms (etcd: raft commit index; ZooKeeper: the zxid)
 	Role     string `json:"role,omitempty"` // leader, follower, candidate, pre-candidate
 	Healthy  bool   `json:"healthy"`        // it answered and knows a leader
 	Error    string `json:"error,omitempty"`
@@ -88,6 +113,7 @@ func init() {
 	for _, s := range []System{
 		newEtcd("etcd", false),
 		newEtcd("etcd-pre-vote", true),
+		newZooKeeper(),
 	} {
 		if err := Register(s); err != nil {
 			panic(err)
@@ -132,6 +158,33 @@ func Names() []string {
 // installed, with an error that says how to install it.
 type Checker interface {
 	Check(c Cluster) error
+}
+
+// Versioner is implemented by systems that can say which version of their server bin
+// (Cluster.Bin; "" = the system's default) runs, for config.json; "" when unknown.
+type Versioner interface {
+	Version(bin string) string
+}
+
+// CLI is a system's own command-line client, which the debug prompt offers as a command
+// called Name: the words typed after it are appended to Argv, which runs in a client
+// node's namespace with ClientEnv set.
+type CLI struct {
+	Name     string
+	Argv     []string
+	Summary  string   // one line for the prompt's help
+	Complete []string // words offered for its first argument
+}
+
+// CLIer is implemented by systems that have a command-line client.
+type CLIer interface {
+	CLI(c Cluster) CLI
+}
+
+// Porter is implemented by systems that can list the TCP ports each member listens on
+// at its address (tests look for a free set of loopback addresses with them).
+type Porter interface {
+	Ports() []int
 }
 
 // Snapshotter is an optional capability of a System: the raft index of the newest

@@ -9,11 +9,11 @@ import (
 )
 
 func TestRegistry(t *testing.T) {
-	if got := Names(); !slices.Equal(got, []string{"etcd", "etcd-pre-vote"}) {
+	if got := Names(); !slices.Equal(got, []string{"etcd", "etcd-pre-vote", "zookeeper"}) {
 		t.Fatalf("Names() = %v", got)
 	}
-	if _, err := Lookup("zookeeper"); err == nil || !strings.Contains(err.Error(), "valid: etcd, etcd-pre-vote") {
-		t.Fatalf("Lookup(zookeeper) = %v; want an error listing the systems", err)
+	if _, err := Lookup("zk"); err == nil || !strings.Contains(err.Error(), "valid: etcd, etcd-pre-vote, zookeeper") {
+		t.Fatalf("Lookup(zk) = %v; want an error listing the systems", err)
 	}
 	if err := Register(newEtcd("etcd", false)); err == nil {
 		t.Fatal("registering etcd twice succeeded")

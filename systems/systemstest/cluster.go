@@ -44,7 +44,12 @@ func Start(tb testing.TB, sys systems.System, n int, edit func(*systems.Cluster)
 	if edit != nil {
 		edit(&c)
 	}
-	ips, err := freeLoopbackBlock(n)
+	if ch, ok := sys.(systems.Checker); ok {
+		if err := ch.Check(c); err != nil {
+			tb.Skipf("%s not installed: %v", sys.Name(), err)
+		}
+	}
+	ips, err := freeLoopbackBlock(n, ports(sys))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -53,7 +58,7 @@ func Start(tb testing.TB, sys systems.System, n int, edit func(*systems.Cluster)
 		c.Members[i] = systems.Member{Name: "s" + strconv.Itoa(i+1), IP: ips[i]}
 	}
 	if bin := sys.MemberCommand(c, 0, false).Argv[0]; !executable(bin) {
-		tb.Skipf("%s server binary %s not installed; on Debian: apt-get install etcd-server", sys.Name(), bin)
+		tb.Skipf("%s server binary %s not installed", sys.Name(), bin)
 	}
 	lc := &Cluster{System: sys, Cluster: c, tb: tb, procs: make([]*exec.Cmd, n), argv: make([][]string, n)}
 	tb.Cleanup(lc.stopAll)
@@ -71,10 +76,19 @@ func executable(bin string) bool {
 	return err == nil
 }
 
-// freeLoopbackBlock finds n loopback addresses 127.0.B.11.. whose client and peer ports
-// are free. B starts from the pid so that test binaries running at once (go test runs
-// packages in parallel) do not race for the same block.
-func freeLoopbackBlock(n int) ([]string, error) {
+// ports are the ports each member listens on: what the system says (systems.Porter), or
+// etcd's.
+func ports(sys systems.System) []int {
+	if p, ok := sys.(systems.Porter); ok {
+		return p.Ports()
+	}
+	return []int{systems.EtcdClientPort, systems.EtcdPeerPort}
+}
+
+// freeLoopbackBlock finds n loopback addresses 127.0.B.11.. whose ports are free. B
+// starts from the pid so that test binaries running at once (go test runs packages in
+// parallel) do not race for the same block.
+func freeLoopbackBlock(n int, ports []int) ([]string, error) {
 	first := os.Getpid()%250 + 1
 	for k := range 250 {
 		b := (first+k)%250 + 1
@@ -82,7 +96,7 @@ func freeLoopbackBlock(n int) ([]string, error) {
 		free := true
 		for i := range n {
 			ips[i] = fmt.Sprintf("127.0.%d.%d", b, 11+i)
-			for _, port := range []int{systems.EtcdClientPort, systems.EtcdPeerPort} {
+			for _, port := range ports {
 				l, err := net.Listen("tcp", net.JoinHostPort(ips[i], strconv.Itoa(port)))
 				if err != nil {
 					free = false
@@ -100,6 +114,9 @@ func freeLoopbackBlock(n int) ([]string, error) {
 
 func (lc *Cluster) start(i int, rejoin bool) error {
 	cmd := lc.System.MemberCommand(lc.Cluster, i, rejoin)
+	if err := systems.WriteFiles(cmd); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Dir(cmd.Log), 0o755); err != nil {
 		return fmt.Errorf("log dir: %w", err)
 	}
