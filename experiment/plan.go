@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/url"
 	"slices"
 	"strconv"
@@ -293,10 +294,13 @@ func clientPort(p *Plan) int {
 	if len(eps) == 0 {
 		return 0
 	}
-	u, err := url.Parse(eps[0])
-	if err != nil {
-		return 0
+	// A URL (etcd's http://IP:2379) or host:port (ZooKeeper's IP:2181).
+	ps := ""
+	if u, err := url.Parse(eps[0]); err == nil && u.Host != "" {
+		ps = u.Port()
+	} else if _, pt, err := net.SplitHostPort(eps[0]); err == nil {
+		ps = pt
 	}
-	port, _ := strconv.Atoi(u.Port())
+	port, _ := strconv.Atoi(ps)
 	return port
 }

@@ -252,13 +252,11 @@ func versions(cfg Config) map[string]string {
 	for k, x := range versionsOnce() {
 		v[k] = x
 	}
-	bin := cfg.SystemBin
-	if bin == "" && strings.HasPrefix(cfg.System, "etcd") {
-		bin = systems.EtcdBin
-	}
-	if bin != "" {
-		if out, err := exec.Command(bin, "--version").Output(); err == nil {
-			v[cfg.System] = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	if sys, err := systems.Lookup(cfg.System); err == nil {
+		if vr, ok := sys.(systems.Versioner); ok {
+			if x := vr.Version(cfg.SystemBin); x != "" {
+				v[cfg.System] = x
+			}
 		}
 	}
 	return v
@@ -313,6 +311,9 @@ func (c *Cluster) startMember(ctx context.Context, i int, rejoin bool) error {
 	m := c.Members.Members[i]
 	cmd := c.Sys.MemberCommand(c.Members, i, rejoin)
 	cmd.Log = filepath.Join(c.RunDir, records.LogsDir, m.Name+".log")
+	if err := systems.WriteFiles(cmd); err != nil {
+		return fmt.Errorf("start %s on %s: %w", c.Cfg.System, m.Name, err)
+	}
 	_, err := c.Agents[m.Name].Client().Start(ctx, agent.ProcSpec{Name: procName, Argv: cmd.Argv, Env: cmd.Env, Dir: cmd.Dir, Log: cmd.Log})
 	if err != nil {
 		return fmt.Errorf("start %s on %s: %w", c.Cfg.System, m.Name, err)
