@@ -38,7 +38,7 @@ func init() {
 				if len(before) > 0 {
 					return nil
 				}
-				return commandNames()
+				return s.commandNames()
 			}},
 		{name: "nodes", summary: "list the nodes: role, address, namespace (and the system's process)",
 			run: (*Shell).cmdNodes},
@@ -97,13 +97,6 @@ func init() {
 			}},
 		{name: "events", usage: "[N] [-f]", system: true, summary: "the last N (20) events of the run's log; -f follows it until Ctrl-C",
 			run: (*Shell).cmdEvents, complete: flagsOnly("-f")},
-		{name: "etcdctl", usage: "ARGS...", system: true, summary: "etcdctl in a client node's namespace, ETCDCTL_ENDPOINTS set to the cluster",
-			run: (*Shell).cmdEtcdctl, complete: func(s *Shell, before []string, _ string) []string {
-				if len(before) == 0 {
-					return []string{"get", "put", "del", "member", "endpoint", "watch", "--write-out=table"}
-				}
-				return nil
-			}},
 		{name: "wait", usage: "[faults|leader|healthy] [--timeout S]", summary: "wait for the running faults to end, for a leader, or for every member up to be healthy",
 			run: (*Shell).cmdWait, complete: func(s *Shell, before []string, _ string) []string {
 				if len(before) == 0 {
@@ -128,14 +121,28 @@ func lookup(name string) (*command, bool) {
 	return nil, false
 }
 
-// commandNames lists every command name and alias.
-func commandNames() []string {
+// commandNames lists every command name and alias, and the system's client.
+func (s *Shell) commandNames() []string {
 	var out []string
 	for _, c := range table {
 		out = append(out, c.name)
 		out = append(out, c.aliases...)
 	}
+	if c, ok := s.cliCommand(); ok {
+		out = append(out, c.name)
+	}
 	return out
+}
+
+// find is lookup, and the system's client.
+func (s *Shell) find(name string) (*command, bool) {
+	if c, ok := lookup(name); ok {
+		return c, true
+	}
+	if c, ok := s.cliCommand(); ok && c.name == name {
+		return c, true
+	}
+	return nil, false
 }
 
 // flags returns a flag set for a command whose errors are returned, not printed.
@@ -170,9 +177,9 @@ func usageError(name string) error { return errors.New(usageOf(name)) }
 
 func (s *Shell) cmdHelp(_ context.Context, args []string) error {
 	if len(args) > 0 {
-		c, ok := lookup(args[0])
+		c, ok := s.find(args[0])
 		if !ok {
-			return fmt.Errorf("help: no command %q: commands are %s", args[0], strings.Join(commandNames(), ", "))
+			return fmt.Errorf("help: no command %q: commands are %s", args[0], strings.Join(s.commandNames(), ", "))
 		}
 		s.printf("%s %s\n  %s\n", c.name, c.usage, c.summary)
 		if c.help != "" {
@@ -190,10 +197,13 @@ func (s *Shell) cmdHelp(_ context.Context, args []string) error {
 		}
 		s.printf("  %-10s %-24s %s\n", c.name, shorten(c.usage, 24), c.summary)
 	}
+	if c, ok := s.cliCommand(); ok {
+		s.printf("  %-10s %-24s %s\n", c.name, c.usage, c.summary)
+	}
 	s.printf("  %-10s %-24s %s\n", "NODE", "CMD [ARGS...]", "run a program in a node's namespace; node names in ARGS become addresses")
 	if s.cluster == nil {
 		s.printf("\nNo system runs here (`dt up etcd %s` starts one): status, kill, fault, load, events and\n"+
-			"etcdctl need it.\n", s.live.Spec.Name)
+			"the system's own client (etcdctl, zkCli) need it.\n", s.live.Spec.Name)
 	}
 	s.printf("\nNodes: %s. `help COMMAND` says more.\n", strings.Join(s.live.Spec.NodeNames(), ", "))
 	return nil

@@ -23,9 +23,9 @@ func (s *Shell) Complete(line string, pos int) (start int, candidates []string) 
 	var all []string
 	switch {
 	case len(before) == 0:
-		all = append(commandNames(), s.live.Spec.NodeNames()...)
+		all = append(s.commandNames(), s.live.Spec.NodeNames()...)
 	default:
-		if c, ok := lookup(before[0]); ok {
+		if c, ok := s.find(before[0]); ok {
 			if c.complete != nil && (!c.system || s.cluster != nil) {
 				all = c.complete(s, before[1:], word)
 			}

@@ -141,7 +141,7 @@ func (s *Shell) Exec(ctx context.Context, line string) error {
 
 // dispatch runs a parsed command: a command of the table, else NODE CMD....
 func (s *Shell) dispatch(ctx context.Context, args []string) error {
-	if c, ok := lookup(args[0]); ok {
+	if c, ok := s.find(args[0]); ok {
 		if c.system && s.cluster == nil {
 			return fmt.Errorf("%s: no system runs in this topology (start one with `dt up etcd %s`)", c.name, s.live.Spec.Name)
 		}
@@ -154,7 +154,7 @@ func (s *Shell) dispatch(ctx context.Context, args []string) error {
 		return s.nodeCommand(ctx, args[0], args[1:])
 	}
 	return fmt.Errorf("unknown command %q: commands are %s; or a node name (%s) followed by a program",
-		args[0], strings.Join(commandNames(), ", "), strings.Join(s.live.Spec.NodeNames(), ", "))
+		args[0], strings.Join(s.commandNames(), ", "), strings.Join(s.live.Spec.NodeNames(), ", "))
 }
 
 // record appends an event to the run's log; a topology without a system has none.

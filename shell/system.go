@@ -17,6 +17,7 @@ import (
 	"github.com/dtlab/dt/experiment"
 	"github.com/dtlab/dt/faults"
 	"github.com/dtlab/dt/records"
+	"github.com/dtlab/dt/systems"
 )
 
 func (s *Shell) cmdStatus(ctx context.Context, args []string) error {
@@ -427,19 +428,38 @@ func formatEventLine(line string) string {
 	return fmt.Sprintf("%9.3fs  %-13s %s", e.T, e.Type, what)
 }
 
-// etcdctl ----------------------------------------------------------------------------
+// the system's own client -------------------------------------------------------------
 
-func (s *Shell) cmdEtcdctl(ctx context.Context, args []string) error {
-	if !strings.Contains(s.live.State.Extra["client_env"], "ETCDCTL_ENDPOINTS=") {
-		return fmt.Errorf("etcdctl: the system here (%s) is not etcd", s.live.State.Extra["system"])
+// cliCommand is the command that runs the system's own client (etcdctl, zkCli), when it
+// has one (systems.CLIer).
+func (s *Shell) cliCommand() (*command, bool) {
+	if s.cluster == nil {
+		return nil, false
 	}
-	node := ""
+	cl, ok := s.cluster.Sys.(systems.CLIer)
+	if !ok {
+		return nil, false
+	}
+	cli := cl.CLI(s.cluster.Members)
+	return &command{name: cli.Name, usage: "ARGS...", system: true, summary: cli.Summary,
+		run: func(s *Shell, ctx context.Context, args []string) error {
+			return s.runIn(ctx, s.clientNode(), append(slices.Clone(cli.Argv), args...))
+		},
+		complete: func(_ *Shell, before []string, _ string) []string {
+			if len(before) == 0 {
+				return cli.Complete
+			}
+			return nil
+		}}, true
+}
+
+// clientNode is where the system's client runs: the first client node, else the first
+// server.
+func (s *Shell) clientNode() string {
 	if cs := s.live.Spec.Clients(); len(cs) > 0 {
-		node = cs[0].Name
-	} else {
-		node = s.live.Spec.Servers()[0].Name
+		return cs[0].Name
 	}
-	return s.runIn(ctx, node, append([]string{"etcdctl"}, args...))
+	return s.live.Spec.Servers()[0].Name
 }
 
 // wait -------------------------------------------------------------------------------
