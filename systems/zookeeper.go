@@ -453,7 +453,8 @@ const zkSessionTimeout = 4 * time.Second
 
 // zkEndpoint is one connection (one session) to one member.
 type zkEndpoint struct {
-	conn *zk.Conn
+	conn   *zk.Conn
+	redial *zkRedial
 	mu   sync.Mutex
 	// ready is closed while the connection has a session.
 	ready chan struct{}
@@ -480,6 +481,71 @@ func (e *zkEndpoint) readyChan() <-chan struct{} {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.ready
+}
+
+// zkRedial is the host provider and dialer of one client, which talks to one member.
+// go-zookeeper's own provider waits a whole second before every reconnection to a
+// single server, so each member that leaves the quorum for an election would look
+// unavailable for a second longer than it is: the client's choice, not the system's
+// behaviour. Here the first redial after a lost session is at once and further ones back
+// off from 100 ms to 1 s, as the etcd client's gRPC reconnection does.
+type zkRedial struct {
+	server string
+	closed chan struct{}
+	once   sync.Once
+	mu     sync.Mutex
+	fails  int // dials since the last session
+}
+
+func newZKRedial() *zkRedial { return &zkRedial{closed: make(chan struct{})} }
+
+func (r *zkRedial) Init(servers []string) error {
+	if len(servers) != 1 {
+		return fmt.Errorf("zookeeper client: one server per connection, got %v", servers)
+	}
+	r.server = servers[0]
+	return nil
+}
+
+func (r *zkRedial) Len() int { return 1 }
+
+// Next never asks go-zookeeper to wait (retryStart), except once the client is closed:
+// that is when its connection loop looks at whether it should quit.
+func (r *zkRedial) Next() (string, bool) {
+	select {
+	case <-r.closed:
+		return r.server, true
+	default:
+		return r.server, false
+	}
+}
+
+// Connected is called when a session is established.
+func (r *zkRedial) Connected() {
+	r.mu.Lock()
+	r.fails = 0
+	r.mu.Unlock()
+}
+
+func (r *zkRedial) close() { r.once.Do(func() { close(r.closed) }) }
+
+// dial backs off before every dial after the first since the last session.
+func (r *zkRedial) dial(network, addr string, timeout time.Duration) (net.Conn, error) {
+	r.mu.Lock()
+	n := r.fails
+	r.fails++
+	r.mu.Unlock()
+	if n > 0 {
+		wait := min(time.Duration(float64(100*time.Millisecond)*math.Pow(1.6, float64(n-1))), time.Second)
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.closed:
+			return nil, zk.ErrClosing
+		}
+	}
+	return net.DialTimeout(network, addr, timeout)
 }
 
 // zkKV implements workloads.TargetedKV over one ZooKeeper session per endpoint, with the
@@ -511,8 +577,9 @@ func (zooKeeper) NewKV(endpoints []string, opTimeout time.Duration) (workloads.K
 	}
 	kv := &zkKV{balancer: newBalancer(len(endpoints), true), endpoints: endpoints, timeout: opTimeout}
 	for _, ep := range endpoints {
-		e := &zkEndpoint{ready: make(chan struct{})}
+		e := &zkEndpoint{ready: make(chan struct{}), redial: newZKRedial()}
 		conn, _, err := zk.Connect([]string{ep}, zkSessionTimeout,
+			zk.WithHostProvider(e.redial), zk.WithDialer(e.redial.dial),
 			zk.WithLogger(nopLogger{}), zk.WithLogInfo(false), zk.WithEventCallback(e.onEvent))
 		if err != nil {
 			kv.Close()
@@ -634,6 +701,7 @@ func (k *zkKV) Close() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			e.redial.close()
 			e.conn.Close()
 		}()
 	}

@@ -2,8 +2,10 @@ package systems
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -176,5 +178,44 @@ func TestZooKeeperPathAndUnreachable(t *testing.T) {
 	}
 	if _, err := z.NewKV(nil, time.Second); err == nil {
 		t.Error("NewKV with no endpoints succeeded")
+	}
+}
+
+// A client of a member that is down fails its operations at the timeout without sending
+// them, redials with a bounded backoff, and Close ends its connection loop.
+func TestZooKeeperClientOfADeadMember(t *testing.T) {
+	before := runtime.NumGoroutine()
+	kv, err := zooKeeper{}.NewKV([]string{"127.0.0.1:1"}, 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	err = kv.Put(context.Background(), "k", "v")
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "no session") {
+		t.Fatalf("Put to a dead member: %v", err)
+	}
+	if took := time.Since(begin); took < 250*time.Millisecond || took > time.Second {
+		t.Errorf("Put failed after %v, want the 300 ms timeout", took)
+	}
+	r := kv.(*zkKV).eps[0].redial
+	time.Sleep(time.Second)
+	r.mu.Lock()
+	dials := r.fails
+	r.mu.Unlock()
+	// 1.3 s of backoff from 100 ms (x1.6): about 6 dials, neither a busy loop nor one a second.
+	if dials < 3 || dials > 12 {
+		t.Errorf("%d dials in 1.3 s", dials)
+	}
+	begin = time.Now()
+	kv.Close()
+	if took := time.Since(begin); took > 3*time.Second {
+		t.Errorf("Close took %v", took)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines after Close, %d before", n, before)
 	}
 }
