@@ -292,8 +292,12 @@ const statusTimeout = 300 * time.Millisecond
 // statusHTTP keeps connections to each member's client URL alive between polls.
 var statusHTTP = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second}}
 
-// CloseStatusConns closes the idle connections kept by Status (the next Status reopens them).
-func CloseStatusConns() { statusHTTP.CloseIdleConnections() }
+// CloseStatusConns closes the idle connections kept by Status (the next Status reopens
+// them) and forgets what Status remembers of members.
+func CloseStatusConns() {
+	statusHTTP.CloseIdleConnections()
+	zkForget()
+}
 
 // Status asks the member at endpoint for its own raft view: member id, leader id (hex, as
 // etcdctl prints them), raft term, commit index and role. It is healthy when
