@@ -487,7 +487,7 @@ const zkSessionTimeout = 4 * time.Second
 type zkEndpoint struct {
 	conn   *zk.Conn
 	redial *zkRedial
-	mu   sync.Mutex
+	mu     sync.Mutex
 	// ready is closed while the connection has a session.
 	ready chan struct{}
 	open  bool
