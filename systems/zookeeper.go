@@ -31,8 +31,6 @@ const (
 	// ZooKeeperJar is the server and client library; its manifest's Class-Path names
 	// the jars it needs (netty, jetty, jackson...), all in /usr/share/java.
 	ZooKeeperJar = "/usr/share/java/zookeeper.jar"
-	// ZooKeeperCLIScript is Debian's launcher of the command-line client (ZooKeeperMain).
-	ZooKeeperCLIScript = "/usr/share/zookeeper/bin/zkCli.sh"
 	// ZooKeeperMain is the replicated server's main class.
 	ZooKeeperMain = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 
@@ -179,9 +177,18 @@ func (z zooKeeper) ClientEnv(c Cluster) []string {
 	return []string{"ZK_SERVERS=" + strings.Join(z.ClientEndpoints(c), ",")}
 }
 
-// CLI is zkCli.sh connected to every member; with arguments it runs one command and exits.
+// CLI is ZooKeeper's command-line client (ZooKeeperMain, what Debian's zkCli.sh runs)
+// connected to every member; with arguments it runs one command and exits. It is started
+// as zkCli.sh starts it but with slf4j's no-op backend, so that each call does not print
+// six lines of warnings about a missing one.
 func (z zooKeeper) CLI(c Cluster) CLI {
-	return CLI{Name: "zkCli", Argv: []string{ZooKeeperCLIScript, "-server", strings.Join(z.ClientEndpoints(c), ",")},
+	bin := c.Bin
+	if bin == "" {
+		bin = ZooKeeperJava
+	}
+	argv := []string{bin, "-XX:-UsePerfData", "-cp", ZooKeeperJar + ":/usr/share/java/slf4j-nop.jar",
+		"org.apache.zookeeper.ZooKeeperMain", "-server", strings.Join(z.ClientEndpoints(c), ",")}
+	return CLI{Name: "zkCli", Argv: argv,
 		Summary:  "zkCli.sh in a client node's namespace, connected to the cluster (`zkCli ls -R /dt`)",
 		Complete: []string{"ls", "get", "set", "create", "delete", "stat", "sync", "-R", ZooKeeperRoot}}
 }
