@@ -53,6 +53,7 @@ var params = []param{
 	{"client-endpoints", func(c *experiment.Config) any { return &c.ClientEndpoints }},
 	{"failure-timeout", func(c *experiment.Config) any { return &c.FailureTimeout }},
 	{"pre-vote", func(c *experiment.Config) any { return &c.PreVote }},
+	{"system-bin", func(c *experiment.Config) any { return &c.SystemBin }},
 	{"etcd-bin", func(c *experiment.Config) any { return &c.SystemBin }},
 	{"mtbf", func(c *experiment.Config) any { return &c.MTBF }},
 	{"kill-n", func(c *experiment.Config) any { return &c.KillN }},

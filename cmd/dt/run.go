@@ -30,9 +30,11 @@ func registerRunFlags(c *cobra.Command, cfg *experiment.Config) {
 	f.IntVar(&cfg.MaxInflight, "max-inflight", cfg.MaxInflight, "outstanding ops per client; due ops beyond it are recorded as overload")
 	f.Float64Var(&cfg.OpTimeout, "op-timeout", cfg.OpTimeout, "seconds before an op is abandoned")
 	f.StringVar(&cfg.ClientEndpoints, "client-endpoints", cfg.ClientEndpoints, "all: clients use every member; one: client i uses member i mod N")
-	f.Float64Var(&cfg.FailureTimeout, "failure-timeout", cfg.FailureTimeout, "seconds t: election timeout 1000·t ms, heartbeat 100·t ms")
+	f.Float64Var(&cfg.FailureTimeout, "failure-timeout", cfg.FailureTimeout, "seconds t: election timeout 1000·t ms, heartbeat 100·t ms (zookeeper: tickTime 100·t ms, syncLimit 10 ticks)")
 	f.BoolVar(&cfg.PreVote, "pre-vote", cfg.PreVote, "enable raft pre-vote (etcd --pre-vote)")
-	f.StringVar(&cfg.SystemBin, "etcd-bin", cfg.SystemBin, "etcd binary to run (default /usr/bin/etcd)")
+	f.StringVar(&cfg.SystemBin, "system-bin", cfg.SystemBin, "the system's server binary (etcd: /usr/bin/etcd; zookeeper: the java that runs it, /usr/bin/java)")
+	f.StringVar(&cfg.SystemBin, "etcd-bin", cfg.SystemBin, "--system-bin, by its first name")
+	_ = f.MarkHidden("etcd-bin")
 	f.Float64Var(&cfg.MTBF, "mtbf", cfg.MTBF, "seconds between toggles of intermittent faults; --schedule random: mean seconds between faults")
 	f.IntVar(&cfg.KillN, "kill-n", cfg.KillN, "kill-n: how many members to kill")
 	f.StringVar(&cfg.KillTarget, "kill-target", cfg.KillTarget, "kill-n: leader (leader included) | follower | any")
@@ -140,7 +142,7 @@ Faults (T = --duration):
 	f.StringVar(&cfg.Replay, "replay", "", "run the timeline of this schedule.json (written by every run) again")
 	f.StringVar(&cfg.Schedule, "schedule", "", "random: draw the faults from --seed, one every --mtbf s on average")
 	f.StringSliceVar(&cfg.RandomFaults, "faults", nil, "--schedule random: the kinds to draw from, comma-separated ("+strings.Join(faults.RandomKinds(), ", ")+"; default all)")
-	f.IntVar(&cfg.SnapshotCount, "snapshot-count", 0, "entries between member snapshots (etcd --snapshot-count; 0 = etcd's default)")
+	f.IntVar(&cfg.SnapshotCount, "snapshot-count", 0, "entries between member snapshots (etcd --snapshot-count, zookeeper snapCount; 0 = the system's default)")
 	return c
 }
 
