@@ -43,6 +43,13 @@ type Config struct {
 	FailureTimeout float64 `json:"failure_timeout"`
 	PreVote        bool    `json:"pre_vote"`
 	SystemBin      string  `json:"system_bin,omitempty"`
+	// SystemOpts are --system-opt KEY=VALUE, checked and applied by the system
+	// (systems.Optioner): etcd's version, bin and pre-vote. Plan applies them to
+	// SystemBin, PreVote and SystemVersion.
+	SystemOpts map[string]string `json:"system_opts,omitempty"`
+	// SystemVersion is a release that Start makes before the run (etcd: built from the Go
+	// module proxy, "v3.6.16"); config.json's versions say what really ran.
+	SystemVersion string `json:"system_version,omitempty"`
 
 	MTBF       float64 `json:"mtbf"`
 	KillN      int     `json:"kill_n"`

@@ -161,8 +161,14 @@ func (c Config) resolve(run, probe bool) (*Plan, error) {
 		add(err)
 	} else {
 		p.System = sys
-		if ch, ok := sys.(systems.Checker); ok {
-			add(ch.Check(systems.Cluster{Bin: c.SystemBin}))
+		sc := systems.Cluster{Bin: c.SystemBin, PreVote: c.PreVote, Version: c.SystemVersion}
+		if err := systems.SetOptions(sys, &sc, c.SystemOpts); err != nil {
+			add(err)
+		} else {
+			c.SystemBin, c.PreVote, c.SystemVersion = sc.Bin, sc.PreVote, sc.Version
+			if ch, ok := sys.(systems.Checker); ok {
+				add(ch.Check(sc))
+			}
 		}
 	}
 	if haveSpec {

@@ -61,6 +61,24 @@ func TestPlanResolves(t *testing.T) {
 	}
 }
 
+// TestPlanSystemOpts: --system-opt lands in the config the run records, and a release to
+// build is only named by the plan (it builds nothing).
+func TestPlanSystemOpts(t *testing.T) {
+	cfg := planConfig(t)
+	cfg.SystemOpts = map[string]string{"version": "3.6.16", "pre-vote": "true"}
+	p, err := cfg.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Config.SystemVersion != "v3.6.16" || !p.Config.PreVote || p.Config.SystemBin != "" {
+		t.Errorf("plan config: version %q pre-vote %v bin %q", p.Config.SystemVersion, p.Config.PreVote, p.Config.SystemBin)
+	}
+	cfg.SystemOpts = map[string]string{"bin": "/usr/bin/etcd"}
+	if p, err = cfg.Plan(); err != nil || p.Config.SystemBin != "/usr/bin/etcd" {
+		t.Errorf("bin=/usr/bin/etcd: %v", err)
+	}
+}
+
 // TestPlanEveryFault: every named fault's timeline passes the checks a scenario's steps
 // get, on the clusters it is meant for.
 func TestPlanEveryFault(t *testing.T) {
@@ -104,6 +122,14 @@ func TestPlanRefusesEverything(t *testing.T) {
 		}, []string{`"meteor"`}},
 		{"bad schedule", func(c *Config) { c.Schedule = "chaos" }, []string{"valid are random"}},
 		{"kill more than there are", func(c *Config) { c.Fault, c.KillN = "kill-n", 4 }, []string{"kill-n"}},
+		{"an etcd release older than 3.5", func(c *Config) { c.SystemOpts = map[string]string{"version": "3.4.23"} },
+			[]string{`--system-opt version: etcd version "3.4.23": want a release of go.etcd.io/etcd/server/v3, 3.5.0 or newer, as MAJOR.MINOR.PATCH`}},
+		{"not a version", func(c *Config) { c.SystemOpts = map[string]string{"version": "latest"} }, []string{`"latest"`, "MAJOR.MINOR.PATCH"}},
+		{"an unknown system option", func(c *Config) { c.SystemOpts = map[string]string{"color": "red"} },
+			[]string{"--system-opt color: unknown key; valid: version, bin, pre-vote"}},
+		{"a version and a binary", func(c *Config) {
+			c.SystemBin, c.SystemOpts = "/usr/bin/etcd", map[string]string{"version": "3.6.16"}
+		}, []string{"give one"}},
 	}
 	for _, tc := range cases {
 		cfg := planConfig(t)

@@ -119,6 +119,15 @@ func Start(ctx context.Context, p *Plan, o Options) (*Cluster, error) {
 		return nil, err
 	}
 	cfg := p.Config
+	// A release to build (etcd --system-opt version) is made before anything else: the
+	// first time it takes a minute or more, and a failed build leaves nothing to clean.
+	if pr, ok := p.System.(systems.Preparer); ok && cfg.SystemVersion != "" {
+		sc := systems.Cluster{Bin: cfg.SystemBin, Version: cfg.SystemVersion}
+		if err := pr.Prepare(ctx, &sc, o.Progress); err != nil {
+			return nil, err
+		}
+		cfg.SystemBin = sc.Bin
+	}
 	runDir, err := newRunDir(cfg)
 	if err != nil {
 		return nil, err

@@ -326,3 +326,22 @@ func TestFilter(t *testing.T) {
 		}
 	}
 }
+
+// system-opt.KEY is a sweep axis: each point's config has its own copy of the options,
+// and the system checks the key and value when the file is read.
+func TestSystemOptAxis(t *testing.T) {
+	s := mustParse(t, "base: {fault: leader, system-opt.pre-vote: true}\naxes:\n  system-opt.version: [3.5.17, 3.6.16]\n")
+	runs := s.Runs()
+	if len(runs) != 2 {
+		t.Fatalf("runs: %d", len(runs))
+	}
+	a, b := s.Config(runs[0]), s.Config(runs[1])
+	if a.SystemOpts["version"] != "3.5.17" || b.SystemOpts["version"] != "3.6.16" ||
+		a.SystemOpts["pre-vote"] != "true" || b.SystemOpts["pre-vote"] != "true" {
+		t.Errorf("options: %v, %v", a.SystemOpts, b.SystemOpts)
+	}
+	_, err := ParseBytes("t.yaml", []byte("base: {fault: leader}\naxes:\n  system-opt.version: [3.4.23, 3.6.16]\n"))
+	if err == nil || !strings.Contains(err.Error(), `etcd version "3.4.23"`) {
+		t.Errorf("version 3.4.23 in a sweep: %v", err)
+	}
+}

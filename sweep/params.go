@@ -2,6 +2,7 @@ package sweep
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"strconv"
 	"strings"
@@ -30,47 +31,53 @@ func (k Kind) String() string {
 type param struct {
 	name  string
 	field func(c *experiment.Config) any
+	// opt, for system-opt.KEY, is the --system-opt KEY it sets (a string; the system
+	// checks key and value when every point is validated).
+	opt string
 }
+
+// systemOptPrefix names a --system-opt as a sweep parameter: system-opt.version.
+const systemOptPrefix = "system-opt."
 
 // params is the one table from flag names to experiment.Config. `seed` and `results` are
 // left out on purpose: a sweep derives every run's seed and owns where runs go.
 var params = []param{
-	{"system", func(c *experiment.Config) any { return &c.System }},
-	{"topology", func(c *experiment.Config) any { return &c.Topology }},
-	{"workload", func(c *experiment.Config) any { return &c.Workload }},
-	{"fault", func(c *experiment.Config) any { return &c.Fault }},
-	{"number-nodes", func(c *experiment.Config) any { return &c.Nodes }},
-	{"number-clients", func(c *experiment.Config) any { return &c.Clients }},
-	{"datapath", func(c *experiment.Config) any { return &c.Datapath }},
-	{"duration", func(c *experiment.Config) any { return &c.Duration }},
-	{"rate", func(c *experiment.Config) any { return &c.Rate }},
-	{"arrival-process", func(c *experiment.Config) any { return &c.Arrival }},
-	{"max-key", func(c *experiment.Config) any { return &c.MaxKey }},
-	{"payload-size", func(c *experiment.Config) any { return &c.PayloadSize }},
-	{"write-ratio", func(c *experiment.Config) any { return &c.WriteRatio }},
-	{"max-inflight", func(c *experiment.Config) any { return &c.MaxInflight }},
-	{"op-timeout", func(c *experiment.Config) any { return &c.OpTimeout }},
-	{"client-endpoints", func(c *experiment.Config) any { return &c.ClientEndpoints }},
-	{"failure-timeout", func(c *experiment.Config) any { return &c.FailureTimeout }},
-	{"pre-vote", func(c *experiment.Config) any { return &c.PreVote }},
-	{"system-bin", func(c *experiment.Config) any { return &c.SystemBin }},
-	{"etcd-bin", func(c *experiment.Config) any { return &c.SystemBin }},
-	{"mtbf", func(c *experiment.Config) any { return &c.MTBF }},
-	{"kill-n", func(c *experiment.Config) any { return &c.KillN }},
-	{"kill-target", func(c *experiment.Config) any { return &c.KillTarget }},
-	{"link-latency", func(c *experiment.Config) any { return &c.LinkLatency }},
-	{"link-loss", func(c *experiment.Config) any { return &c.LinkLoss }},
-	{"link-jitter", func(c *experiment.Config) any { return &c.LinkJitter }},
-	{"link-bandwidth", func(c *experiment.Config) any { return &c.LinkBandwidth }},
-	{"shaper", func(c *experiment.Config) any { return &c.Shaper }},
-	{"fault-delay", func(c *experiment.Config) any { return &c.FaultDelay }},
-	{"fault-jitter", func(c *experiment.Config) any { return &c.FaultJitter }},
-	{"fault-loss", func(c *experiment.Config) any { return &c.FaultLoss }},
-	{"fault-rate", func(c *experiment.Config) any { return &c.FaultRate }},
-	{"check-timeout", func(c *experiment.Config) any { return &c.CheckTimeout }},
-	{"snapshot-count", func(c *experiment.Config) any { return &c.SnapshotCount }},
+	{name: "system", field: func(c *experiment.Config) any { return &c.System }},
+	{name: "topology", field: func(c *experiment.Config) any { return &c.Topology }},
+	{name: "workload", field: func(c *experiment.Config) any { return &c.Workload }},
+	{name: "fault", field: func(c *experiment.Config) any { return &c.Fault }},
+	{name: "number-nodes", field: func(c *experiment.Config) any { return &c.Nodes }},
+	{name: "number-clients", field: func(c *experiment.Config) any { return &c.Clients }},
+	{name: "datapath", field: func(c *experiment.Config) any { return &c.Datapath }},
+	{name: "duration", field: func(c *experiment.Config) any { return &c.Duration }},
+	{name: "rate", field: func(c *experiment.Config) any { return &c.Rate }},
+	{name: "arrival-process", field: func(c *experiment.Config) any { return &c.Arrival }},
+	{name: "max-key", field: func(c *experiment.Config) any { return &c.MaxKey }},
+	{name: "payload-size", field: func(c *experiment.Config) any { return &c.PayloadSize }},
+	{name: "write-ratio", field: func(c *experiment.Config) any { return &c.WriteRatio }},
+	{name: "max-inflight", field: func(c *experiment.Config) any { return &c.MaxInflight }},
+	{name: "op-timeout", field: func(c *experiment.Config) any { return &c.OpTimeout }},
+	{name: "client-endpoints", field: func(c *experiment.Config) any { return &c.ClientEndpoints }},
+	{name: "failure-timeout", field: func(c *experiment.Config) any { return &c.FailureTimeout }},
+	{name: "pre-vote", field: func(c *experiment.Config) any { return &c.PreVote }},
+	{name: "system-bin", field: func(c *experiment.Config) any { return &c.SystemBin }},
+	{name: "etcd-bin", field: func(c *experiment.Config) any { return &c.SystemBin }},
+	{name: "mtbf", field: func(c *experiment.Config) any { return &c.MTBF }},
+	{name: "kill-n", field: func(c *experiment.Config) any { return &c.KillN }},
+	{name: "kill-target", field: func(c *experiment.Config) any { return &c.KillTarget }},
+	{name: "link-latency", field: func(c *experiment.Config) any { return &c.LinkLatency }},
+	{name: "link-loss", field: func(c *experiment.Config) any { return &c.LinkLoss }},
+	{name: "link-jitter", field: func(c *experiment.Config) any { return &c.LinkJitter }},
+	{name: "link-bandwidth", field: func(c *experiment.Config) any { return &c.LinkBandwidth }},
+	{name: "shaper", field: func(c *experiment.Config) any { return &c.Shaper }},
+	{name: "fault-delay", field: func(c *experiment.Config) any { return &c.FaultDelay }},
+	{name: "fault-jitter", field: func(c *experiment.Config) any { return &c.FaultJitter }},
+	{name: "fault-loss", field: func(c *experiment.Config) any { return &c.FaultLoss }},
+	{name: "fault-rate", field: func(c *experiment.Config) any { return &c.FaultRate }},
+	{name: "check-timeout", field: func(c *experiment.Config) any { return &c.CheckTimeout }},
+	{name: "snapshot-count", field: func(c *experiment.Config) any { return &c.SnapshotCount }},
 	// schedule: random with a fault label draws each run's faults from its derived seed.
-	{"schedule", func(c *experiment.Config) any { return &c.Schedule }},
+	{name: "schedule", field: func(c *experiment.Config) any { return &c.Schedule }},
 }
 
 // reserved are `dt run` flags a sweep file may not set, with the reason.
@@ -92,6 +99,9 @@ func ParamNames() []string {
 }
 
 func lookupParam(name string) (param, error) {
+	if key, ok := strings.CutPrefix(name, systemOptPrefix); ok && key != "" {
+		return param{name: name, field: func(*experiment.Config) any { return new(string) }, opt: key}, nil
+	}
 	for _, p := range params {
 		if p.name == name {
 			return p, nil
@@ -122,6 +132,16 @@ type Value = any
 
 // set stores v (already of the parameter's kind) into c.
 func (p param) set(c *experiment.Config, v Value) {
+	if p.opt != "" {
+		// Points are copies of one Config: never write into a map they share.
+		m := maps.Clone(c.SystemOpts)
+		if m == nil {
+			m = map[string]string{}
+		}
+		m[p.opt] = v.(string)
+		c.SystemOpts = m
+		return
+	}
 	switch f := p.field(c).(type) {
 	case *string:
 		*f = v.(string)

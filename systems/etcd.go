@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -69,6 +72,9 @@ func peerURL(ip string) string { return "http://" + net.JoinHostPort(ip, strconv
 //	  --listen-client-urls=http://IP:2379,http://127.0.0.1:2379 --advertise-client-urls=http://IP:2379 \
 //	  --initial-cluster=s1=http://IP1:2380,... --initial-cluster-token=TOKEN --initial-cluster-state=new \
 //	  --election-timeout=1000 --heartbeat-interval=100 --pre-vote=false --logger=zap --log-outputs=stderr
+//
+// The same flags for 3.4, 3.5, 3.6 and 3.7: none of them is one that 3.6 removed
+// (--enable-v2, --experimental-*...), checked in 3.6.16's embed/config.go.
 func (e *etcd) MemberCommand(c Cluster, i int, rejoin bool) Command {
 	m := c.Members[i]
 	t := c.FailureTimeout
@@ -348,14 +354,87 @@ func (e *etcd) Status(ctx context.Context, endpoint string) (MemberStatus, error
 	return st, nil
 }
 
-// Check reports a missing etcd binary with the package that provides it.
+// Options are etcd's --system-opt keys.
+func (e *etcd) Options() []Option {
+	return []Option{
+		{Key: "version", Help: "an etcd release to build from the Go module proxy and run, 3.5.0 or newer (3.6.16); default: Debian's " + EtcdBin},
+		{Key: "bin", Help: "the etcd binary to run (as --system-bin); default " + EtcdBin},
+		{Key: "pre-vote", Help: "true or false: raft pre-vote (as --pre-vote)"},
+	}
+}
+
+// SetOptions applies version, bin and pre-vote to c; version and a binary (bin or
+// --system-bin) exclude each other.
+func (e *etcd) SetOptions(c *Cluster, opts map[string]string) error {
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(opts)) {
+		v := opts[k]
+		switch k {
+		case "version":
+			r, err := ParseEtcdRelease(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("--system-opt version: %w", err))
+				continue
+			}
+			c.Version = r.String()
+		case "bin":
+			if v == "" {
+				errs = append(errs, errors.New("--system-opt bin: empty path"))
+				continue
+			}
+			c.Bin = v
+		case "pre-vote":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("--system-opt pre-vote=%s: want true or false", v))
+				continue
+			}
+			c.PreVote = b
+		default:
+			errs = append(errs, UnknownOption(e, k))
+		}
+	}
+	if c.Version != "" && c.Bin != "" {
+		errs = append(errs, fmt.Errorf("--system-opt version=%s and the binary %s (bin or --system-bin) both say what runs: give one", c.Version, c.Bin))
+	}
+	return errors.Join(errs...)
+}
+
+// Prepare builds c.Version, when set, from the Go module proxy (once: it is cached,
+// see EtcdBinary) and sets c.Bin to it.
+func (e *etcd) Prepare(ctx context.Context, c *Cluster, progress io.Writer) error {
+	if c.Version == "" {
+		return nil
+	}
+	r, err := ParseEtcdRelease(c.Version)
+	if err != nil {
+		return err
+	}
+	bin, err := EtcdBinary(ctx, r, progress)
+	if err != nil {
+		return err
+	}
+	c.Bin = bin
+	return nil
+}
+
+// Check reports a missing etcd binary with the package that provides it. A Version to
+// build needs Go instead.
 func (e *etcd) Check(c Cluster) error {
+	if c.Version != "" && c.Bin == "" {
+		if _, err := exec.LookPath("go"); err != nil {
+			if _, serr := os.Stat("/usr/local/go/bin/go"); serr != nil {
+				return fmt.Errorf("etcd %s is built from the Go module proxy, which needs Go (no go on PATH, no /usr/local/go/bin/go): %w", c.Version, err)
+			}
+		}
+		return nil
+	}
 	bin := c.Bin
 	if bin == "" {
 		bin = EtcdBin
 	}
 	if _, err := exec.LookPath(bin); err != nil {
-		return fmt.Errorf("etcd binary %s not found (apt-get install etcd-server, or --etcd-bin PATH): %w", bin, err)
+		return fmt.Errorf("etcd binary %s not found (apt-get install etcd-server, --system-bin PATH, or --system-opt version=3.6.16 to build one): %w", bin, err)
 	}
 	return nil
 }

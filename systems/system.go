@@ -6,6 +6,7 @@ package systems
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -30,7 +31,10 @@ type Cluster struct {
 	FailureTimeout float64 // seconds; etcd: election = 1000·t ms, heartbeat = 100·t ms; 0 = 1.0 as reckon
 	PreVote        bool
 	Bin            string // server binary; "" = the system's default
-	Token          string // unique per run, e.g. the run id
+	// Version is a release to run instead of the default binary, which Prepare makes
+	// and sets Bin to (etcd: built from the Go module proxy, "v3.6.16"); "" = none.
+	Version string
+	Token   string // unique per run, e.g. the run id
 	// SnapshotCount is how many applied entries trigger a snapshot (etcd
 	// --snapshot-count); 0 = the system's default.
 	SnapshotCount int
@@ -164,6 +168,48 @@ type Checker interface {
 // (Cluster.Bin; "" = the system's default) runs, for config.json; "" when unknown.
 type Versioner interface {
 	Version(bin string) string
+}
+
+// Option is one --system-opt KEY=VALUE that a system accepts.
+type Option struct {
+	Key  string
+	Help string // one line: what VALUE is
+}
+
+// Optioner is implemented by systems that take --system-opt KEY=VALUE: Options lists
+// the keys; SetOptions checks opts and applies them to c (Bin, PreVote, Version...),
+// creating nothing. An unknown key is an error naming the valid ones.
+type Optioner interface {
+	Options() []Option
+	SetOptions(c *Cluster, opts map[string]string) error
+}
+
+// SetOptions applies opts to c through s (an Optioner); a system that takes no options
+// refuses any.
+func SetOptions(s System, c *Cluster, opts map[string]string) error {
+	if o, ok := s.(Optioner); ok {
+		return o.SetOptions(c, opts)
+	}
+	for _, k := range slices.Sorted(maps.Keys(opts)) {
+		return fmt.Errorf("--system-opt %s: system %s takes no options", k, s.Name())
+	}
+	return nil
+}
+
+// UnknownOption is the error for a --system-opt key that s does not take.
+func UnknownOption(s Optioner, key string) error {
+	var keys []string
+	for _, o := range s.Options() {
+		keys = append(keys, o.Key)
+	}
+	return fmt.Errorf("--system-opt %s: unknown key; valid: %s", key, strings.Join(keys, ", "))
+}
+
+// Preparer is implemented by systems that must make something before their members
+// can start (etcd: build Cluster.Version); Prepare sets c.Bin to what it made.
+// progress (may be nil) gets a line for anything slow.
+type Preparer interface {
+	Prepare(ctx context.Context, c *Cluster, progress io.Writer) error
 }
 
 // CLI is a system's own command-line client, which the debug prompt offers as a command

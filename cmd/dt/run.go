@@ -35,6 +35,7 @@ func registerRunFlags(c *cobra.Command, cfg *experiment.Config) {
 	f.StringVar(&cfg.SystemBin, "system-bin", cfg.SystemBin, "the system's server binary (etcd: /usr/bin/etcd; zookeeper: the java that runs it, /usr/bin/java)")
 	f.StringVar(&cfg.SystemBin, "etcd-bin", cfg.SystemBin, "--system-bin, by its first name")
 	_ = f.MarkHidden("etcd-bin")
+	f.StringToStringVar(&cfg.SystemOpts, "system-opt", cfg.SystemOpts, "KEY=VALUE for the system, repeatable (etcd: version=3.6.16 builds that release, bin=PATH, pre-vote=true; see Systems below)")
 	f.Float64Var(&cfg.MTBF, "mtbf", cfg.MTBF, "seconds between toggles of intermittent faults; --schedule random: mean seconds between faults")
 	f.IntVar(&cfg.KillN, "kill-n", cfg.KillN, "kill-n: how many members to kill")
 	f.StringVar(&cfg.KillTarget, "kill-target", cfg.KillTarget, "kill-n: leader (leader included) | follower | any")
@@ -62,7 +63,7 @@ The faults come from one of:
   --replay schedule.json   exactly the timeline an earlier run wrote
 
 Systems:   ` + strings.Join(systems.Names(), ", ") + `
-Workloads: ` + strings.Join(workloads.Names(), ", ") + `
+` + systemOptsHelp() + `Workloads: ` + strings.Join(workloads.Names(), ", ") + `
 Faults (T = --duration):
 ` + faults.Help(),
 		Example: `  dt run etcd simple uniform leader
@@ -193,4 +194,21 @@ func applyScenario(cmd *cobra.Command, file string, cfg *experiment.Config) erro
 func isTerminal(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// systemOptsHelp lists every system's --system-opt keys, one line each.
+func systemOptsHelp() string {
+	var b strings.Builder
+	for _, name := range systems.Names() {
+		s, _ := systems.Lookup(name)
+		o, ok := s.(systems.Optioner)
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(&b, "  --system-opt for %s:\n", name)
+		for _, opt := range o.Options() {
+			fmt.Fprintf(&b, "    %-10s %s\n", opt.Key, opt.Help)
+		}
+	}
+	return b.String()
 }
