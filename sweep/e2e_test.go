@@ -105,7 +105,8 @@ func TestRunFlagsAreSweepParameters(t *testing.T) {
 		t.Fatalf("dt run --help: %v\n%s", err, out)
 	}
 	local, _, _ := strings.Cut(string(out), "Global Flags:")
-	notParams := map[string]bool{"help": true, "debug": true, "seed": true, "results": true, "file": true, "replay": true, "faults": true}
+	notParams := map[string]bool{"help": true, "debug": true, "seed": true, "results": true, "file": true, "replay": true, "faults": true,
+		"system-opt": true} // a sweep sets it per key: system-opt.version
 	params := sweep.ParamNames()
 	for _, m := range regexp.MustCompile(`(?m)^\s+(?:-\w, )?--([a-z-]+)`).FindAllStringSubmatch(local, -1) {
 		if !notParams[m[1]] && !slices.Contains(params, m[1]) {

@@ -140,9 +140,11 @@ func EtcdBinary(ctx context.Context, r EtcdRelease, progress io.Writer) (string,
 	}
 	tmp := bin + ".tmp"
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-o", tmp, ".")
+	// Plain `go build` (no -trimpath, cgo as the host has it): the packages etcd shares
+	// with dt (grpc, protobuf, zap...) then come from the build cache.
+	cmd := exec.CommandContext(ctx, goBin, "build", "-o", tmp, ".")
 	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOTOOLCHAIN=auto", "CGO_ENABLED=0")
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOTOOLCHAIN=auto")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		os.Remove(tmp)
