@@ -103,8 +103,8 @@ func TestPlanRefusesEverything(t *testing.T) {
 		want []string
 	}{
 		{"all at once", func(c *Config) {
-			c.System, c.Workload, c.FaultDelay, c.LinkBandwidth, c.Shaper, c.Datapath = "zookeeper", "bursty", "soon", "fast", "tc", "fpga"
-		}, []string{`"zookeeper"`, `"bursty"`, `--fault-delay "soon"`, `--link-bandwidth "fast"`, `--shaper "tc"`, `--datapath: unknown datapath "fpga"`}},
+			c.System, c.Workload, c.FaultDelay, c.LinkBandwidth, c.Shaper, c.Datapath = "riak", "bursty", "soon", "fast", "tc", "fpga"
+		}, []string{`"riak"`, `"bursty"`, `--fault-delay "soon"`, `--link-bandwidth "fast"`, `--shaper "tc"`, `--datapath: unknown datapath "fpga"`}},
 		{"unknown fault", func(c *Config) { c.Fault = "meteor" }, []string{`"meteor"`}},
 		{"the session label is no fault", func(c *Config) { c.Fault = FaultSession }, []string{`"debug"`}},
 		{"a step on an unknown node", func(c *Config) {
