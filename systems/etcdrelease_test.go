@@ -1,7 +1,10 @@
 package systems_test
 
 import (
+	"context"
 	"go/format"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -89,5 +92,27 @@ func TestEtcdOptions(t *testing.T) {
 	if err := systems.SetOptions(lookup(t, "zookeeper"), &systems.Cluster{}, map[string]string{"version": "3.8"}); err == nil ||
 		!strings.Contains(err.Error(), "takes no options") {
 		t.Errorf("zookeeper with an option: %v", err)
+	}
+}
+
+// A cached release is used as it is: no build, no progress line.
+func TestEtcdBinaryCached(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	r, _ := systems.ParseEtcdRelease("3.6.16")
+	dir, err := systems.EtcdCacheDir(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(dir, "etcd")
+	if err := os.WriteFile(want, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var progress strings.Builder
+	bin, err := systems.EtcdBinary(context.Background(), r, &progress)
+	if err != nil || bin != want || progress.Len() != 0 {
+		t.Errorf("cached: %q %v, progress %q", bin, err, progress.String())
 	}
 }
