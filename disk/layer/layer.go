@@ -7,7 +7,6 @@
 package layer
 
 import (
-	"errors"
 	"fmt"
 	"log"
 	"log/slog"
@@ -274,6 +273,3 @@ func (l *Layer) freeBytes() int64 {
 	defer l.mu.Unlock()
 	return l.rules.FreeBytes()
 }
-
-// errNotMounted is returned while the layer is being remounted.
-var errNotMounted = errors.New("disk layer is not mounted")

@@ -362,12 +362,3 @@ func syncPath(p string) error {
 	defer d.Close()
 	return d.Sync()
 }
-
-func syncFile(p string) error {
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}
