@@ -28,6 +28,8 @@
 //	POST /probe              ProbeRequest  -> ProbeResult: one HTTP request made from inside
 //	                                      the namespace; 200 even when the probe failed (see
 //	                                      ProbeResult.OK), 400 for a URL not http(s)://
+//	/shaping/...                          link impairments (shaping.go)
+//	/disk/...                             the disk layer over data dirs (disk.go)
 //
 // The workload stream ends with the HTTP trailers Dt-Status ("ok" or "error") and
 // Dt-Error (the run's error), so a cut stream can be told from a finished one.

@@ -95,6 +95,7 @@ type server struct {
 	shutdownc    chan struct{}
 
 	links *linkShaper // link impairments on this node's interfaces (shaping.go)
+	disks disks       // disk layers over data dirs (disk.go)
 
 	stopsMu sync.Mutex
 	stops   map[string]context.CancelFunc // client name → stop issuing its workload's ops
@@ -177,6 +178,7 @@ func (s *server) serve(ctx context.Context) error {
 	}
 	cancel()
 	s.sup.killAll(5 * time.Second)
+	s.closeDisks()
 	s.closeShaping()
 	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer scancel()
@@ -230,6 +232,12 @@ func (s *server) routes() http.Handler {
 		return s.dirs.backup(r.Context(), req)
 	}))
 	mux.HandleFunc("POST /dirs/clean", handleJSON(http.StatusOK, func(_ *http.Request, req CleanRequest) (CleanResult, error) {
+		// A data dir under the disk layer is a mount point: it is emptied, not removed.
+		if p, err := s.dirs.resolve("clean", req.Path, false); err == nil {
+			if mounted, err := s.cleanDisk(p); mounted {
+				return CleanResult{Path: p, Removed: err == nil}, err
+			}
+		}
 		return s.dirs.clean(req)
 	}))
 	mux.HandleFunc("GET /system/status", s.handleSystemStatus)
@@ -237,6 +245,7 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("POST /workload/stop", s.handleWorkloadStop)
 	mux.HandleFunc("POST /probe", s.handleProbe)
 	s.shapingRoutes(mux)
+	s.diskRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { notRouted(mux, w, r) })
 	return mux
 }
