@@ -2,6 +2,8 @@ package topology
 
 import (
 	"fmt"
+
+	"github.com/dtlab/dt/disk"
 	"os"
 	"regexp"
 	"sort"
@@ -15,7 +17,7 @@ var runNetnsRE = regexp.MustCompile(`^dt-([0-9a-f]{6})-([a-z][a-z0-9]*)$`)
 // Orphans finds runs whose objects exist but whose state file is gone (its runtime dir
 // was removed by hand, or it crashed under another DT_RUNTIME_DIR): namespaces named
 // dt-<run id>-<node>, host veths whose alias names the run, processes carrying
-// DT_RUN_ID=<run id>. Each comes back as a State that Teardown can remove. A run whose
+// DT_RUN_ID=<run id>, disk layer mounts whose source names the run. Each comes back as a State that Teardown can remove. A run whose
 // processes point at a state file in another runtime root is alive there and is left out;
 // `dt clean` still removes orphans only when asked to.
 func Orphans() []*State {
@@ -45,6 +47,13 @@ func Orphans() []*State {
 			if id := alias[len("dt-run-id="):]; !known[id] {
 				st := get(id)
 				st.Veths = append(st.Veths, l.Attrs().Name)
+			}
+		}
+	}
+	if ms, err := disk.Mounts(); err == nil {
+		for _, m := range ms {
+			if id := m.RunID(); id != "" && !known[id] {
+				get(id)
 			}
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dtlab/dt/disk"
 	"github.com/dtlab/dt/internal/nsrun"
 	"github.com/dtlab/dt/ovs"
 	"github.com/vishvananda/netlink"
@@ -275,6 +276,13 @@ func Teardown(ctx context.Context, st *State) error {
 		}
 	}
 	if err := KillRunProcesses(st.RunID, ovsPids...); err != nil {
+		errs = append(errs, err)
+	}
+	// The disk layers' mounts (their agents unmount them on the way out, but an agent
+	// killed with -9 leaves its mount without a server): found by the run id in their
+	// source and, when the runtime dir is known, under it; detached lazily, so that a
+	// mount whose server is gone goes too. The runtime dir cannot be removed before.
+	if _, err := disk.DetachRun(st.RunID, st.Dir); err != nil {
 		errs = append(errs, err)
 	}
 	// The agents that shaped the links are gone; their rules and qdiscs go with the
