@@ -2,13 +2,12 @@ package topology
 
 import (
 	"fmt"
-
-	"github.com/dtlab/dt/disk"
 	"os"
 	"regexp"
 	"sort"
 	"strings"
 
+	"github.com/dtlab/dt/disk"
 	"github.com/vishvananda/netlink"
 )
 
