@@ -248,7 +248,7 @@ func (c Config) timeline(p *Plan) (faults.ScheduleFile, error) {
 	case c.Schedule == ScheduleRandom:
 		mtbf := secs(c.MTBF)
 		steps, err := faults.RandomSchedule(faults.RandomOptions{Seed: c.Seed, Duration: secs(c.Duration), MTBF: mtbf,
-			Faults: c.RandomFaults, Servers: p.Cluster.Servers, Nodes: p.Cluster.Nodes, ClientPort: clientPort(p)})
+			Faults: c.RandomFaults, Servers: p.Cluster.Servers, Nodes: p.Cluster.Nodes, ClientPort: clientPort(p), Caps: p.Cluster.Caps})
 		if err != nil {
 			return sf, err
 		}

@@ -74,6 +74,7 @@ const (
 	KindDown    Kind = "down"    // a member is down: ended by start, restart, init
 	KindPaused  Kind = "paused"  // a member is stopped by SIGSTOP: ended by continue, restart
 	KindNetwork Kind = "network" // partitions, link and port faults: ended by heal
+	KindDisk    Kind = "disk"    // a disk layer's rule (error, slow, full): ended by its own undo
 )
 
 // Change is what an undoable step does.
@@ -145,7 +146,7 @@ func ActionNames() []string {
 }
 
 // actionGroups orders the actions in listings, by the first capability they need.
-var actionGroups = []Capability{CapProcesses, CapNetwork, CapLinks, CapData}
+var actionGroups = []Capability{CapProcesses, CapNetwork, CapLinks, CapData, CapDisk}
 
 // IsUndoable says the action leaves an effect that duration/every/until can time.
 func IsUndoable(a Action) bool {

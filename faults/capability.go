@@ -107,10 +107,11 @@ const (
 	CapData        Capability = "data"         // Data: data dir backup and cleanup
 	CapClusterView Capability = "cluster-view" // ClusterView: leader, health, raft indexes
 	CapProbe       Capability = "probe"        // Prober: HTTP probes from inside a node
+	CapDisk        Capability = "disk"         // Disk: the disk layer under members' data dirs
 )
 
 // AllCapabilities lists every capability, in the order `dt faults` shows them.
-var AllCapabilities = []Capability{CapNetwork, CapLinks, CapProcesses, CapData, CapClusterView, CapProbe}
+var AllCapabilities = []Capability{CapNetwork, CapLinks, CapProcesses, CapData, CapClusterView, CapProbe, CapDisk}
 
 // describeCapability says what offers a capability, for errors.
 var describeCapability = map[Capability]string{
@@ -120,6 +121,7 @@ var describeCapability = map[Capability]string{
 	CapData:        "a system's data dirs",
 	CapClusterView: "a system that reports its leader",
 	CapProbe:       "agents in the nodes",
+	CapDisk:        "the disk layer: dt run --disk fuse",
 }
 
 // Narrower is an Env that offers less than its methods say (a topology without agents
@@ -158,6 +160,8 @@ func offers(env Env, c Capability) bool {
 		_, ok = env.(ClusterView)
 	case CapProbe:
 		_, ok = env.(Prober)
+	case CapDisk:
+		_, ok = env.(Disk)
 	}
 	return ok
 }

@@ -27,6 +27,9 @@ type RandomOptions struct {
 	Nodes   []string
 	// ClientPort is the servers' client port, which dropport blocks (0: no dropport).
 	ClientPort int
+	// Caps are the capabilities the run offers (nil: every one): a kind that needs
+	// another is not drawn by default, and refused when asked for.
+	Caps []Capability
 }
 
 // RandomKind is an action that seeded random schedules can draw (--schedule random).
@@ -202,7 +205,12 @@ func (o RandomOptions) check() ([]string, error) {
 		bad("random schedule: client port %d: want 1..65535 (0: no dropport)", o.ClientPort)
 	}
 	// Why a kind cannot be drawn with these options ("" when it can).
-	unsupported := func(kind string) string { return actions[kind].(RandomKind).Unsupported(o) }
+	unsupported := func(kind string) string {
+		if miss := (Cluster{Caps: o.Caps}).missing(actions[kind].Form().Needs); len(miss) > 0 {
+			return needError(kind, miss).Error()
+		}
+		return actions[kind].(RandomKind).Unsupported(o)
+	}
 	var kinds []string
 	if len(o.Faults) == 0 {
 		for _, k := range RandomKinds() {

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Step is one entry of a fault timeline: an action on targets, at a time, optionally
@@ -45,7 +47,16 @@ type Step struct {
 	Jitter    Duration   `json:"jitter,omitempty" yaml:"jitter"`       // delay
 	Loss      float64    `json:"loss,omitempty" yaml:"loss"`           // droppkg, loss: percent
 	Rate      string     `json:"rate,omitempty" yaml:"rate"`           // limitspeed, link: "1mbit" (a bare number is Mbit/s)
-	Timeout   Duration   `json:"timeout,omitempty" yaml:"timeout"`     // wait-healthy, kill-until-snapshot
+	Timeout   Duration   `json:"timeout,omitempty" yaml:"timeout"`     // wait-healthy, kill-until-snapshot, power-loss, corrupt
+
+	// The disk actions' arguments (disk-error, disk-slow, disk-full, power-loss, corrupt).
+	Errno       string  `json:"errno,omitempty" yaml:"errno"`             // disk-error: EIO, ENOSPC, EROFS...
+	Ops         Words   `json:"ops,omitempty" yaml:"ops"`                 // disk-error, disk-slow: open, read, write, fsync, rename...
+	Path        string  `json:"path,omitempty" yaml:"path"`               // disk-error, disk-slow, disk-full: a glob in the data dir
+	Probability float64 `json:"probability,omitempty" yaml:"probability"` // disk-error, disk-slow: 0 < p <= 1 (default 1)
+	Bytes       string  `json:"bytes,omitempty" yaml:"bytes"`             // disk-full: space left ("0", "64KiB"); corrupt: how much
+	File        string  `json:"file,omitempty" yaml:"file"`               // corrupt: a file the system names (wal, snap, db) or a glob
+	Pick        string  `json:"pick,omitempty" yaml:"pick"`               // corrupt: newest | oldest | random of the matching files
 
 	// Probe is called after the step is applied; its outcome is recorded as an event.
 	Probe *Probe `json:"probe,omitempty" yaml:"probe"`
@@ -76,6 +87,29 @@ type ProbeResult struct {
 
 // OK is a 2xx answer.
 func (r ProbeResult) OK() bool { return r.Error == "" && r.Status >= 200 && r.Status < 300 }
+
+// Words is a list of words that may also be written as one comma-separated word
+// ("fsync,write"), as at the prompt: `do disk-error s1 errno=EIO ops=fsync,write`.
+type Words []string
+
+// UnmarshalYAML reads a list, or a scalar split at its commas.
+func (w *Words) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*w = nil
+		for _, x := range strings.Split(n.Value, ",") {
+			if x = strings.TrimSpace(x); x != "" {
+				*w = append(*w, x)
+			}
+		}
+		return nil
+	}
+	var list []string
+	if err := n.Decode(&list); err != nil {
+		return err
+	}
+	*w = list
+	return nil
+}
 
 // Duration is a time.Duration written as "1.5s" in YAML and JSON; a bare number is seconds.
 type Duration time.Duration
@@ -273,6 +307,13 @@ func (s Step) usedFields() []string {
 	add(s.Loss != 0, "loss")
 	add(s.Rate != "", "rate")
 	add(s.Timeout != 0, "timeout")
+	add(s.Errno != "", "errno")
+	add(len(s.Ops) > 0, "ops")
+	add(s.Path != "", "path")
+	add(s.Probability != 0, "probability")
+	add(s.Bytes != "", "bytes")
+	add(s.File != "", "file")
+	add(s.Pick != "", "pick")
 	add(s.OneWay, "one-way")
 	return f
 }

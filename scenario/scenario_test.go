@@ -131,7 +131,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown key", head + "dleay: 3\n",
 			[]string{`s.yaml:4:1: unknown key "dleay" in the scenario; valid keys are name, system, topology, workload, duration, seed, options, processes, steps`}},
 		{"unknown step key", head + "steps:\n  - action: pause\n    targets: leader\n    dleay: 3\n",
-			[]string{`s.yaml:7:5: unknown key "dleay" in step 1 (pause); valid keys are id, action, targets, at, after, duration, every, until, groups, mode, port, proto, direction, delay, jitter, loss, rate, timeout, probe`}},
+			[]string{`s.yaml:7:5: unknown key "dleay" in step 1 (pause); valid keys are id, action, targets, at, after, duration, every, until, groups, mode, port, proto, direction, delay, jitter, loss, rate, timeout, errno, ops, path, probability, bytes, file, pick, probe`}},
 		{"unknown probe key", head + "steps:\n  - action: probe\n    probe: {url: \"http://a/\", form: c1}\n",
 			[]string{`s.yaml:6:31: unknown key "form" in step 1 (probe): probe; valid keys are url, from, timeout`}},
 		{"required", "name: x\n", []string{
@@ -395,6 +395,7 @@ func TestEveryStepField(t *testing.T) {
 		Mode: "h", Port: 9, Proto: "i", Direction: "j", Delay: faults.Duration(time.Millisecond),
 		Jitter: faults.Duration(time.Microsecond), Loss: 0.5, Rate: "1mbit", Timeout: faults.Duration(2 * time.Second),
 		Probe: &faults.Probe{URL: "k", From: "l", Timeout: faults.Duration(3 * time.Second)}, OneWay: true,
+		Errno: "m", Ops: faults.Words{"n", "o"}, Path: "p", Probability: 0.25, Bytes: "q", File: "r", Pick: "s",
 	}
 	v := reflect.ValueOf(st)
 	for _, f := range stepFields {
