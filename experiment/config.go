@@ -40,6 +40,10 @@ type Config struct {
 	OpTimeout       float64 `json:"op_timeout"`
 	ClientEndpoints string  `json:"client_endpoints"` // all | one
 
+	// Disk is what the members' data dirs are: plain directories, or served through dt's
+	// disk layer (a FUSE passthrough per member, where the disk faults act).
+	Disk string `json:"disk"`
+
 	FailureTimeout float64 `json:"failure_timeout"`
 	PreVote        bool    `json:"pre_vote"`
 	SystemBin      string  `json:"system_bin,omitempty"`
@@ -89,6 +93,12 @@ type Config struct {
 	Settle       float64 `json:"settle"`        // seconds to wait after the workload for stragglers
 }
 
+// The kinds of data dir (--disk).
+const (
+	DiskPlain = "plain" // a directory under the runtime dir
+	DiskFUSE  = "fuse"  // the disk layer: a FUSE passthrough over it, its files beside it
+)
+
 // Defaults are reckon's defaults where reckon has one.
 func Defaults() Config {
 	return Config{
@@ -96,7 +106,7 @@ func Defaults() Config {
 		Nodes: 3, Clients: 1, Datapath: "auto",
 		Duration: 60, Rate: 100, Arrival: "uniform", MaxKey: 1, PayloadSize: 10, WriteRatio: 1.0,
 		MaxInflight: workloads.DefaultMaxInflight, OpTimeout: workloads.DefaultOpTimeout, ClientEndpoints: "all",
-		FailureTimeout: 1.0, MTBF: 1.0, KillN: 1, KillTarget: "leader",
+		FailureTimeout: 1.0, MTBF: 1.0, KillN: 1, KillTarget: "leader", Disk: DiskPlain,
 		Shaper: shaping.NameAuto, FaultDelay: "100ms", FaultLoss: 10, FaultRate: "1mbit",
 		ResultsRoot: "results", CheckTimeout: 30,
 	}

@@ -108,7 +108,8 @@ func (p *Plan) env() faults.Env {
 
 // resolve is Plan (run: a system runs; probe: ask the host about netem).
 func (c Config) resolve(run, probe bool) (*Plan, error) {
-	p := &Plan{}
+	// The config as given, until it is resolved: env() reads it (the disk layer).
+	p := &Plan{Config: c}
 	var errs []error
 	add := func(err error) {
 		if err != nil {
@@ -206,6 +207,11 @@ func (c Config) resolve(run, probe bool) (*Plan, error) {
 	}
 	if haveSpec && (c.Source == nil || c.Scenario == "") {
 		add(checkProcesses(c.Processes, p.Cluster))
+	}
+	switch c.Disk {
+	case "", DiskPlain, DiskFUSE:
+	default:
+		add(fmt.Errorf("--disk %q: valid are %s, %s", c.Disk, DiskPlain, DiskFUSE))
 	}
 	if c.SnapshotCount < 0 {
 		add(fmt.Errorf("--snapshot-count %d: want 0 (the system's default) or more", c.SnapshotCount))

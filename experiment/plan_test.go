@@ -49,7 +49,7 @@ func TestPlanResolves(t *testing.T) {
 		t.Errorf("schedule: %+v", p.Schedule)
 	}
 	if len(p.Cluster.Nodes) != 10 || len(p.Cluster.Servers) != 5 || !slices.Contains(p.Cluster.Nodes, "c5") ||
-		!slices.Equal(p.Cluster.Caps, faults.AllCapabilities) {
+		!slices.Equal(p.Cluster.Caps, slices.DeleteFunc(slices.Clone(faults.AllCapabilities), func(c faults.Capability) bool { return c == faults.CapDisk })) {
 		t.Errorf("cluster: %+v", p.Cluster)
 	}
 
@@ -111,6 +111,11 @@ func TestPlanRefusesEverything(t *testing.T) {
 			c.Scenario, c.Fault = "s.yaml", "s"
 			c.Steps = []faults.Step{{Action: "kill", Targets: []string{"s9"}, At: &at}}
 		}, []string{`unknown target "s9"`, "s1, s2, s3, c1"}},
+		{"a disk fault without the disk layer", func(c *Config) {
+			c.Scenario, c.Fault = "s.yaml", "s"
+			c.Steps = []faults.Step{{Action: "disk-error", Targets: []string{"s1"}, Errno: "EIO", At: &at}}
+		}, []string{`disk-error needs disk (the disk layer: dt run --disk fuse)`}},
+		{"an unknown disk", func(c *Config) { c.Disk = "nvme" }, []string{`--disk "nvme": valid are plain, fuse`}},
 		{"a process on an unknown node", func(c *Config) {
 			c.Processes = []Process{{Node: "c9", Name: "probe", Command: []string{"true"}}}
 		}, []string{`process probe: unknown node "c9": nodes are s1, s2, s3, c1`}},
@@ -206,5 +211,32 @@ func TestNetworkPlan(t *testing.T) {
 	cfg.LinkBandwidth, cfg.Datapath = "10", "fpga"
 	if _, err := cfg.NetworkPlan(); err == nil || !strings.Contains(err.Error(), "--datapath") {
 		t.Errorf("bad datapath: %v", err)
+	}
+}
+
+// TestPlanDiskLayer: with --disk fuse the plan offers the disk capability, and the disk
+// faults plan; random schedules draw them.
+func TestPlanDiskLayer(t *testing.T) {
+	cfg := planConfig(t)
+	cfg.Disk = DiskFUSE
+	at := faults.Duration(time.Second)
+	cfg.Scenario, cfg.Fault = "s.yaml", "s"
+	cfg.Steps = []faults.Step{{Action: "disk-error", Targets: []string{"s1"}, Errno: "EIO", Ops: faults.Words{"fsync"}, At: &at},
+		{Action: "power-loss", Targets: []string{"all"}}}
+	p, err := cfg.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(p.Cluster.Caps, faults.CapDisk) {
+		t.Errorf("caps with --disk fuse: %v", p.Cluster.Caps)
+	}
+	cfg.Scenario, cfg.Steps, cfg.Schedule, cfg.RandomFaults = "", nil, ScheduleRandom, []string{"disk-slow", "power-loss"}
+	cfg.MTBF = 2
+	p, err = cfg.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Schedule.Steps) == 0 {
+		t.Error("random schedule of disk kinds drew nothing")
 	}
 }

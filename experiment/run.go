@@ -118,6 +118,9 @@ func Start(ctx context.Context, p *Plan, o Options) (*Cluster, error) {
 	if err := topology.CheckHost(); err != nil {
 		return nil, err
 	}
+	if err := checkDiskHost(p.Config); err != nil {
+		return nil, err
+	}
 	cfg := p.Config
 	// A release to build (etcd --system-opt version) is made before anything else: the
 	// first time it takes a minute or more, and a failed build leaves nothing to clean.
@@ -306,6 +309,9 @@ func (c *Cluster) startSystem(ctx context.Context) error {
 	st.Extra["client_env"] = strings.Join(c.Sys.ClientEnv(c.Members), "\n")
 	st.Extra["results_dir"] = c.RunDir
 	if err := st.Save(); err != nil {
+		return err
+	}
+	if err := c.mountDisks(ctx); err != nil {
 		return err
 	}
 	for i := range c.Members.Members {

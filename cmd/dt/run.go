@@ -36,6 +36,7 @@ func registerRunFlags(c *cobra.Command, cfg *experiment.Config) {
 	f.StringVar(&cfg.SystemBin, "etcd-bin", cfg.SystemBin, "--system-bin, by its first name")
 	_ = f.MarkHidden("etcd-bin")
 	f.StringToStringVar(&cfg.SystemOpts, "system-opt", cfg.SystemOpts, "KEY=VALUE for the system, repeatable (etcd: version=3.6.16 builds that release, bin=PATH, pre-vote=true; dt run --help lists every system's keys)")
+	f.StringVar(&cfg.Disk, "disk", cfg.Disk, "members' data dirs: plain, or fuse (served by dt's disk layer, a FUSE passthrough per member: needed by disk-error, disk-slow, disk-full, power-loss, corrupt)")
 	f.Float64Var(&cfg.MTBF, "mtbf", cfg.MTBF, "seconds between toggles of intermittent faults; --schedule random: mean seconds between faults")
 	f.IntVar(&cfg.KillN, "kill-n", cfg.KillN, "kill-n: how many members to kill")
 	f.StringVar(&cfg.KillTarget, "kill-target", cfg.KillTarget, "kill-n: leader (leader included) | follower | any")
