@@ -301,6 +301,8 @@ func (j *Journal) BeforeRemove(path string, isDir bool) func(done bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	op := &entryOp{kind: entryUnlink, dir: Ino(filepath.Dir(path)), obj: Ino(path), rel: j.rel(path)}
+	var st syscall.Stat_t
+	lastName := syscall.Lstat(path, &st) == nil && st.Nlink <= 1
 	if isDir {
 		op.kind = entryRmdir
 	} else {
@@ -315,8 +317,29 @@ func (j *Journal) BeforeRemove(path string, isDir bool) func(done bool) {
 			}
 			return
 		}
+		// Removing what was created under this name since the last sync leaves nothing to
+		// undo: neither existed durably (etcd's .touch files, a failed write's temporary).
+		create := entryCreate
+		if isDir {
+			create = entryMkdir
+		}
+		if k := slices.IndexFunc(j.ops, func(o *entryOp) bool { return o.kind == create && o.obj == op.obj && o.rel == op.rel }); k >= 0 && op.obj != 0 {
+			j.ops = slices.Delete(j.ops, k, k+1)
+			if op.trash != "" {
+				os.Remove(op.trash)
+			}
+			if lastName && !j.named(op.obj) {
+				delete(j.files, op.obj) // the file is gone: nothing of it to revert
+			}
+			return
+		}
 		j.ops = append(j.ops, op)
 	}
+}
+
+// named reports whether an entry operation not yet durable names obj (j.mu is held).
+func (j *Journal) named(obj uint64) bool {
+	return slices.ContainsFunc(j.ops, func(o *entryOp) bool { return o.obj == obj })
 }
 
 // BeforeRename is called before from is renamed to to (both in the backing dir); the

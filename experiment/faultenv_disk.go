@@ -94,9 +94,8 @@ func (e *faultEnv) DiskRule(ctx context.Context, node, owner string, r disk.Rule
 }
 
 // watchMember records, under owner, node's member ending on its own (not by a fault's
-// kill or stop) until the returned stop is called, and for a second after: a member
-// that exits on a failed fsync does so within milliseconds, one that fails later (its
-// next snapshot) may outlive the rule.
+// kill or stop) until the returned stop is called: a member that exits on a failed
+// fsync does so within milliseconds of the failure.
 func (e *faultEnv) watchMember(node, owner, what string) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -110,7 +109,7 @@ func (e *faultEnv) watchMember(node, owner, what string) (stop func()) {
 			st, err := cl.Status(ctx, procName)
 			if err == nil {
 				if st.State == agent.StateExited && (last.Alive() || st.Pid != last.Pid) && last.Pid != 0 {
-					e.Record(records.Event{Type: records.EventFaultAction, Fault: owner, Action: "member-exit", Targets: []string{node},
+					e.Record(records.Event{Type: records.EventFaultAction, Fault: owner, Action: records.ActionMemberExit, Targets: []string{node},
 						Detail: fmt.Sprintf("%s's member exited with code %d while %s: %s", node, st.ExitCode, what, e.c.lastLogError(node))})
 				}
 				last = st
@@ -125,10 +124,7 @@ func (e *faultEnv) watchMember(node, owner, what string) (stop func()) {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			go func() {
-				time.Sleep(time.Second)
-				cancel()
-			}()
+			cancel()
 			<-done
 		})
 	}

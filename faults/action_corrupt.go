@@ -94,7 +94,7 @@ func (corruptAction) Run(ctx context.Context, call *Call) error {
 			errs = append(errs, fmt.Errorf("corrupt %s: %w", t, err))
 			detail = "failed: " + err.Error()
 		}
-		call.Record(records.EventFaultAction, "corrupt", []string{t}, detail)
+		call.Record(records.EventFaultAction, records.ActionCorrupt, []string{t}, detail)
 	}
 	call.Sleep(ctx, s.For.D())
 	restartAndWatch(call, p, d, down, &errs)

@@ -55,7 +55,7 @@ func (powerLoss) Run(ctx context.Context, call *Call) error {
 			errs = append(errs, fmt.Errorf("power loss %s: %w", n, err))
 			detail = "failed: " + err.Error()
 		}
-		call.Record(records.EventFaultAction, "discard", []string{n}, detail)
+		call.Record(records.EventFaultAction, records.ActionDiscard, []string{n}, detail)
 	}
 	call.Sleep(ctx, call.Step.For.D())
 	restartAndWatch(call, p, d, cut, &errs)
@@ -91,7 +91,7 @@ func restartAndWatch(call *Call, p Processes, d Disk, nodes []string, errs *[]er
 		<-done
 	}
 	for i, n := range nodes {
-		call.Record(records.EventFaultAction, "outcome", []string{n}, outcomes[i])
+		call.Record(records.EventFaultAction, records.ActionOutcome, []string{n}, outcomes[i])
 	}
 	end := ""
 	if len(nodes) == 1 {

@@ -119,7 +119,7 @@ func (a diskRuleAction) Prepare(_ context.Context, call *Call) (Change, error) {
 				defer cancel()
 				return nil, errors.Join(fmt.Errorf("%s: effect not verified through the mount: %w", n, verr), undo(cctx))
 			}
-			call.Record(records.EventFaultAction, "verified", []string{n}, detail)
+			call.Record(records.EventFaultAction, records.ActionVerified, []string{n}, detail)
 			return undo, nil
 		}}, nil
 }

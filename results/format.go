@@ -2,8 +2,11 @@ package results
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/dtlab/dt/records"
 )
 
 // FormatSummary renders s as a short plain-text summary for the terminal.
@@ -62,6 +65,14 @@ func FormatSummary(s *Summary) string {
 			fmt.Fprintf(&b, ", %d actions", n)
 		}
 		b.WriteString("\n")
+		for i, a := range f.Actions {
+			if i == 0 && a.T == f.Start && a.Detail == f.Detail {
+				continue // the fault-start itself
+			}
+			if slices.Contains(records.OutcomeActions, a.Action) && a.Detail != "" {
+				fmt.Fprintf(&b, "  %s %s at %.2f s: %s\n", a.Action, strings.Join(a.Targets, ", "), a.T, a.Detail)
+			}
+		}
 	}
 	if p := s.Probes; p != nil {
 		fmt.Fprintf(&b, "probes: %d called, %d failed\n", p.Total, p.Failed)

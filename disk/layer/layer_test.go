@@ -362,3 +362,17 @@ func syncPath(p string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// TestCreateThenRemoveLeavesNothing: a file created and removed again since the last
+// sync (etcd's .touch) is nothing to undo.
+func TestCreateThenRemoveLeavesNothing(t *testing.T) {
+	l := mountTest(t)
+	p := filepath.Join(l.Mountpoint(), ".touch")
+	must(t, os.WriteFile(p, []byte("x"), 0o644))
+	must(t, os.Remove(p))
+	must(t, os.Mkdir(p+"dir", 0o755))
+	must(t, syscall.Rmdir(p+"dir"))
+	if pend := l.Status().Pending; pend.Entries != 0 || pend.Files != 0 {
+		t.Errorf("pending: %+v", pend)
+	}
+}
