@@ -382,12 +382,12 @@ func simpleNodes() []string { return []string{"s1", "s2", "s3", "c1"} }
 
 // leftovers is what of a run exists on the host.
 type leftovers struct {
-	namespaces, links, procs []string
-	dirExists                bool
+	namespaces, links, procs, mounts []string
+	dirExists                        bool
 }
 
 func (l leftovers) empty() bool {
-	return len(l.namespaces) == 0 && len(l.links) == 0 && len(l.procs) == 0 && !l.dirExists
+	return len(l.namespaces) == 0 && len(l.links) == 0 && len(l.procs) == 0 && len(l.mounts) == 0 && !l.dirExists
 }
 
 // hasNodes reports whether every node's namespace (dt-<id>-<node>) exists.
@@ -405,8 +405,8 @@ func (l leftovers) hasNodes(id string, nodes []string) bool {
 }
 
 func (l leftovers) String() string {
-	return fmt.Sprintf("namespaces %v, interfaces %v, processes %v, runtime dir present %v",
-		l.namespaces, l.links, l.procs, l.dirExists)
+	return fmt.Sprintf("namespaces %v, interfaces %v, processes %v, mounts %v, runtime dir present %v",
+		l.namespaces, l.links, l.procs, l.mounts, l.dirExists)
 }
 
 // findRun lists what of run id exists on the host: namespaces under /var/run/netns and
@@ -439,6 +439,16 @@ func (e *e2e) findRun(id string) leftovers {
 		cmdline, _ := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
 		if procenv.Contains(env, wantEnv) || bytes.Contains(cmdline, []byte(runDir)) {
 			l.procs = append(l.procs, p.Name()+" "+strings.ReplaceAll(string(bytes.TrimRight(cmdline, "\x00")), "\x00", " "))
+		}
+	}
+	// Mounts: FUSE mounts in /proc/mounts that name the run (the disk layer's source
+	// carries its id) or lie under its runtime dir (namespaces are listed above).
+	if b, err := os.ReadFile("/proc/mounts"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 2 && strings.HasPrefix(f[2], "fuse") && (strings.HasPrefix(f[0], "dt-"+id+"-") || strings.HasPrefix(f[1], runDir+"/")) {
+				l.mounts = append(l.mounts, line)
+			}
 		}
 	}
 	_, err := os.Stat(runDir)
