@@ -16,3 +16,11 @@ func (e *etcd) DiskFiles() map[string]string {
 		"db":   "member/snap/db",
 	}
 }
+
+// DiskFiles are ZooKeeper's (3.8): its transaction log segments and its snapshots.
+func (zooKeeper) DiskFiles() map[string]string {
+	return map[string]string{
+		"log":  "version-2/log.*",
+		"snap": "version-2/snapshot.*",
+	}
+}

@@ -70,11 +70,37 @@ func WriteFiles(cmd Command) error {
 		if err := os.MkdirAll(filepath.Dir(f.Path), 0o755); err != nil {
 			return fmt.Errorf("member file %s: %w", f.Path, err)
 		}
-		if err := os.WriteFile(f.Path, f.Data, 0o644); err != nil {
+		if err := writeDurable(f.Path, f.Data); err != nil {
 			return fmt.Errorf("member file: %w", err)
 		}
 	}
 	return nil
+}
+
+// writeDurable writes a file and fsyncs it and its directory: a member's configuration
+// is on disk before the member starts, and a power loss under dt's disk layer (which
+// discards what was not fsynced) must not take it away.
+func writeDurable(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // MemberStatus is one member's own view, read locally inside its namespace.
