@@ -14,7 +14,7 @@ package agent
 //	POST /disk/rules       DiskRuleRequest   -> DiskRuleResult: the rule in force, and probes
 //	                                            through the mount before and after it
 //	POST /disk/rules/clear DiskClearRequest  -> DiskClearResult (404 if no such rule)
-//	POST /disk/powerloss   DiskRequest       -> DiskPowerLossResult (stop the member first)
+//	POST /disk/powerloss   DiskPowerLossRequest -> DiskPowerLossResult (stop the member first)
 //	POST /disk/corrupt     DiskCorruptRequest -> disk.CorruptReport (stop the member first)
 //	POST /disk/probe       DiskProbeRequest  -> []disk.ProbeResult
 
@@ -71,6 +71,13 @@ type DiskClearRequest struct {
 type DiskClearResult struct {
 	ID   string `json:"id"`
 	Hits int64  `json:"hits"`
+}
+
+// DiskPowerLossRequest cuts the power under Dir's layer; Model is what the cut keeps of
+// the directory entries (disk.PowerStrict, the default, or disk.PowerOrdered).
+type DiskPowerLossRequest struct {
+	Dir   string `json:"dir"`
+	Model string `json:"model,omitempty"`
 }
 
 // DiskPowerLossResult is what a power cut discarded and whether the canary says so.
@@ -130,12 +137,18 @@ func (s *server) diskRoutes(mux *http.ServeMux) {
 		s.log.Info("disk rule cleared", "dir", req.Dir, "id", req.ID, "hits", hits)
 		return DiskClearResult{ID: req.ID, Hits: hits}, nil
 	}))
-	mux.HandleFunc("POST /disk/powerloss", handleJSON(http.StatusOK, func(_ *http.Request, req DiskRequest) (DiskPowerLossResult, error) {
+	mux.HandleFunc("POST /disk/powerloss", handleJSON(http.StatusOK, func(_ *http.Request, req DiskPowerLossRequest) (DiskPowerLossResult, error) {
 		l, err := s.diskLayer(req.Dir)
 		if err != nil {
 			return DiskPowerLossResult{}, err
 		}
-		rep, canary, err := l.PowerLoss()
+		if req.Model == "" {
+			req.Model = disk.PowerStrict
+		}
+		if !slices.Contains(disk.PowerModels, req.Model) {
+			return DiskPowerLossResult{}, badRequest("power loss model %q: valid are %v", req.Model, disk.PowerModels)
+		}
+		rep, canary, err := l.PowerLoss(req.Model)
 		return DiskPowerLossResult{Report: rep, Canary: canary}, err
 	}))
 	mux.HandleFunc("POST /disk/corrupt", handleJSON(http.StatusOK, func(_ *http.Request, req DiskCorruptRequest) (disk.CorruptReport, error) {
@@ -328,10 +341,11 @@ func (c *Client) ClearDiskRule(ctx context.Context, dir, id string) (DiskClearRe
 	return res, err
 }
 
-// PowerLoss discards from dir's layer what was not fsynced (stop the member first).
-func (c *Client) PowerLoss(ctx context.Context, dir string) (DiskPowerLossResult, error) {
+// PowerLoss discards from dir's layer what was not durable under model (disk.PowerStrict
+// or disk.PowerOrdered; "" strict). Stop the member first.
+func (c *Client) PowerLoss(ctx context.Context, dir, model string) (DiskPowerLossResult, error) {
 	var res DiskPowerLossResult
-	err := c.call(ctx, http.MethodPost, "/disk/powerloss", nil, DiskRequest{Dir: absPath(dir)}, &res)
+	err := c.call(ctx, http.MethodPost, "/disk/powerloss", nil, DiskPowerLossRequest{Dir: absPath(dir), Model: model}, &res)
 	return res, err
 }
 

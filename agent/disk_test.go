@@ -72,7 +72,7 @@ func TestDiskLayer(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "unsynced"), []byte("gone"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pl, err := a.PowerLoss(ctx, dir)
+	pl, err := a.PowerLoss(ctx, dir, "")
 	if err != nil || !pl.Canary.Kept || !pl.Canary.Dropped {
 		t.Fatalf("power loss: %+v, %v", pl, err)
 	}

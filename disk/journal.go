@@ -34,8 +34,26 @@ type Journal struct {
 	mu    sync.Mutex
 	files map[uint64]*fileLog
 	ops   []*entryOp
-	seq   int
+	seq   int   // names trash files
+	opSeq int64 // numbers entry operations in order
+	// lastSync is the opSeq of the last successful fsync (of any file or directory):
+	// what a journaling filesystem commits with it (PowerOrdered).
+	lastSync int64
 }
+
+// Power loss models: what a cut keeps of the directory entries.
+const (
+	// PowerStrict keeps an entry if its directory, or the file or directory it names,
+	// was fsynced after it: what the model above says.
+	PowerStrict = "strict"
+	// PowerOrdered also keeps every entry made before any successful fsync, as one
+	// journal committed with each fsync does (ext4 data=ordered, xfs): a system that
+	// survives only this relies on its filesystem beyond POSIX.
+	PowerOrdered = "ordered"
+)
+
+// PowerModels lists them.
+var PowerModels = []string{PowerStrict, PowerOrdered}
 
 // fileLog is one file's changes since it was last synced.
 type fileLog struct {
@@ -70,6 +88,7 @@ type entryOp struct {
 	trash     string // unlink, rename over a file: the removed file, kept in the trash
 	overDir   bool   // a rename replaced an empty directory
 	durable   bool
+	seq       int64
 }
 
 // NewJournal starts a journal of root; trash is a directory on the same filesystem,
@@ -207,8 +226,10 @@ func (j *Journal) TouchSize(fd int, size int64) error {
 }
 
 // Synced is called once the file open at fd was fsynced: its content and size are
-// durable, and so are the entries that name it.
-func (j *Journal) Synced(fd int) {
+// durable, and so are the entries that name it. commit says whether the fsync counts
+// as a journal commit for PowerOrdered (not the layer's own canary, which must not
+// change what the cut keeps).
+func (j *Journal) Synced(fd int, commit bool) {
 	ino, _, err := fdStat(fd)
 	if err != nil {
 		return
@@ -216,18 +237,25 @@ func (j *Journal) Synced(fd int) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	delete(j.files, ino)
+	if commit {
+		j.lastSync = j.opSeq
+	}
 	j.durable(func(op *entryOp) bool { return op.obj == ino && op.kind != entryUnlink && op.kind != entryRmdir })
 }
 
 // DirSynced is called once the directory at path (in the backing dir) was fsynced: the
-// entries created, removed and renamed in it are durable, and so is its own.
-func (j *Journal) DirSynced(path string) {
+// entries created, removed and renamed in it are durable, and so is its own. commit: as
+// for Synced.
+func (j *Journal) DirSynced(path string, commit bool) {
 	ino := Ino(path)
 	if ino == 0 {
 		return
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if commit {
+		j.lastSync = j.opSeq
+	}
 	j.durable(func(op *entryOp) bool {
 		return op.dir == ino || (op.kind == entryRename && op.dir2 == ino) || (op.obj == ino && op.kind != entryRmdir)
 	})
@@ -275,7 +303,7 @@ func (j *Journal) Created(path string, isDir bool) {
 	}
 	op := &entryOp{kind: kind, dir: Ino(filepath.Dir(path)), obj: Ino(path), rel: j.rel(path)}
 	j.mu.Lock()
-	j.ops = append(j.ops, op)
+	j.add(op)
 	j.mu.Unlock()
 }
 
@@ -333,8 +361,15 @@ func (j *Journal) BeforeRemove(path string, isDir bool) func(done bool) {
 			}
 			return
 		}
-		j.ops = append(j.ops, op)
+		j.add(op)
 	}
+}
+
+// add records an entry operation (j.mu is held).
+func (j *Journal) add(op *entryOp) {
+	j.opSeq++
+	op.seq = j.opSeq
+	j.ops = append(j.ops, op)
 }
 
 // named reports whether an entry operation not yet durable names obj (j.mu is held).
@@ -366,7 +401,7 @@ func (j *Journal) BeforeRename(from, to string) func(done bool) {
 			}
 			return
 		}
-		j.ops = append(j.ops, op)
+		j.add(op)
 	}
 }
 
@@ -418,12 +453,21 @@ func (r RevertReport) String() string {
 const reportCut = 8
 
 // Revert puts the backing directory back to what was durable, as a power cut would
-// leave it, and starts the journal afresh. Nothing may use the directory meanwhile
-// (unmount it first): the entries are undone newest first, then every file with
-// unsynced changes gets its synced bytes back and its synced size.
-func (j *Journal) Revert() RevertReport {
+// leave it under model (PowerStrict, PowerOrdered), and starts the journal afresh.
+// Nothing may use the directory meanwhile (unmount it first): the entries are undone
+// newest first, then every file with unsynced changes gets its synced bytes back and
+// its synced size.
+func (j *Journal) Revert(model string) RevertReport {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if model == PowerOrdered {
+		j.ops = slices.DeleteFunc(j.ops, func(op *entryOp) bool {
+			if op.seq <= j.lastSync && op.trash != "" {
+				os.Remove(op.trash)
+			}
+			return op.seq <= j.lastSync
+		})
+	}
 	var r RevertReport
 	r.Files, r.Entries = len(j.files), len(j.ops)
 	for _, l := range j.files {

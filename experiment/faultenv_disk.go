@@ -132,12 +132,12 @@ func (e *faultEnv) watchMember(node, owner, what string) (stop func()) {
 
 // PowerLoss discards what node's member did not fsync; the canary written through the
 // mount just before says whether the layer did.
-func (e *faultEnv) PowerLoss(ctx context.Context, node string) (string, error) {
+func (e *faultEnv) PowerLoss(ctx context.Context, node, model string) (string, error) {
 	d, err := e.c.dataDir(node)
 	if err != nil {
 		return "", err
 	}
-	res, err := e.c.Agents[node].Client().PowerLoss(ctx, d)
+	res, err := e.c.Agents[node].Client().PowerLoss(ctx, d, model)
 	if err != nil {
 		return "", err
 	}
@@ -212,7 +212,8 @@ func (e *faultEnv) Outcome(ctx context.Context, node string, within time.Duratio
 
 // lastLogError is the last line of node's member log that reports an error: for a
 // JSON log (etcd's zap) the last fatal, panic or error entry's message and error; for
-// another, its last line.
+// a text log (ZooKeeper's) the last "Caused by:", else exception, else ERROR line;
+// else its last line.
 func (c *Cluster) lastLogError(node string) string {
 	f, err := os.Open(filepath.Join(c.RunDir, records.LogsDir, node+".log"))
 	if err != nil {
@@ -225,6 +226,7 @@ func (c *Cluster) lastLogError(node string) string {
 	}
 	b, _ := io.ReadAll(f)
 	var lastLine, lastErr string
+	var cause, exception, errLine string // a text log's: the last "Caused by:", "...Exception: ...", ERROR line
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -239,6 +241,14 @@ func (c *Cluster) lastLogError(node string) string {
 			Error string `json:"error"`
 		}
 		if json.Unmarshal([]byte(line), &entry) != nil {
+			switch {
+			case strings.HasPrefix(line, "Caused by:"):
+				cause = line
+			case strings.Contains(line, "Exception: "):
+				exception = line
+			case strings.Contains(line, " ERROR ") || strings.Contains(line, " FATAL "):
+				errLine = line
+			}
 			continue
 		}
 		switch entry.Level {
@@ -249,9 +259,21 @@ func (c *Cluster) lastLogError(node string) string {
 			}
 		}
 	}
+	cut := func(l string) string {
+		if len(l) > 300 {
+			return l[:300] + "…"
+		}
+		return l
+	}
 	switch {
 	case lastErr != "":
 		return lastErr
+	case cause != "":
+		return cut(cause)
+	case exception != "":
+		return cut(exception)
+	case errLine != "":
+		return cut(errLine)
 	case lastLine != "":
 		if len(lastLine) > 300 {
 			lastLine = lastLine[:300] + "…"

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/dtlab/dt/disk"
 	"github.com/dtlab/dt/records"
 )
 
@@ -20,10 +23,17 @@ type powerLoss struct{}
 
 func (powerLoss) Name() string { return "power-loss" }
 func (powerLoss) Describe() string {
-	return "cut the targets' power together: kill their members, discard what they wrote since each file's last fsync and the unsynced directory entries, restart them after duration, watch them come back (timeout, default 20s)"
+	return "cut the targets' power together: kill their members, discard what they wrote since each file's last fsync and the unsynced directory entries (mode: strict, or ordered: entries made before any fsync are kept, as ext4 keeps them), restart them after duration, watch them come back (timeout, default 20s)"
 }
 func (powerLoss) Form() Form {
-	return Form{Targets: TargetsRequired, Fields: []string{"duration", "timeout"}, Needs: []Capability{CapDisk, CapProcesses}}
+	return Form{Targets: TargetsRequired, Fields: []string{"mode", "duration", "timeout"}, Needs: []Capability{CapDisk, CapProcesses}}
+}
+
+func (powerLoss) Check(s Step, _ Cluster) []FieldError {
+	if s.Mode != "" && !slices.Contains(disk.PowerModels, s.Mode) {
+		return []FieldError{fieldErrorf("mode", "mode %q: valid are %s", s.Mode, strings.Join(disk.PowerModels, ", "))}
+	}
+	return nil
 }
 
 // defaultOutcomeWait is how long a restarted member is watched after a disk action.
@@ -39,7 +49,11 @@ func (powerLoss) Run(ctx context.Context, call *Call) error {
 		return err
 	}
 	targets := call.Targets
-	call.Record(records.EventFaultStart, "power-loss", targets, "kill, discard what was not fsynced, restart")
+	model := call.Step.Mode
+	if model == "" {
+		model = disk.PowerStrict
+	}
+	call.Record(records.EventFaultStart, "power-loss", targets, "kill, discard what was not fsynced ("+model+"), restart")
 	var errs []error
 	var cut []string
 	for _, n := range targets {
@@ -50,7 +64,7 @@ func (powerLoss) Run(ctx context.Context, call *Call) error {
 		cut = append(cut, n)
 	}
 	for _, n := range cut {
-		detail, err := d.PowerLoss(ctx, n)
+		detail, err := d.PowerLoss(ctx, n, model)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("power loss %s: %w", n, err))
 			detail = "failed: " + err.Error()

@@ -17,8 +17,10 @@ type Disk interface {
 	// the member meanwhile (it exiting on an error, say).
 	DiskRule(ctx context.Context, node, owner string, r disk.Rule, probes int) (DiskProbes, Undo, error)
 	// PowerLoss discards from node's data dir what its member wrote and did not fsync,
-	// and the directory entries not synced (the member must be down), and says what went.
-	PowerLoss(ctx context.Context, node string) (string, error)
+	// and the directory entries not synced (the member must be down), and says what
+	// went; model (disk.PowerStrict, disk.PowerOrdered) says which entries count as
+	// synced.
+	PowerLoss(ctx context.Context, node, model string) (string, error)
 	// Corrupt damages one file of node's data dir (the member must be down): c.Glob is
 	// a glob in the data dir, or a name in DiskFiles.
 	Corrupt(ctx context.Context, node string, c disk.Corruption) (string, error)

@@ -45,7 +45,7 @@ func (f *diskFake) DiskRule(_ context.Context, node, owner string, r disk.Rule, 
 		return nil
 	}, nil
 }
-func (f *diskFake) PowerLoss(_ context.Context, node string) (string, error) {
+func (f *diskFake) PowerLoss(_ context.Context, node, _ string) (string, error) {
 	f.add("powerloss " + node)
 	return "discarded 1 B", nil
 }

@@ -22,10 +22,11 @@ type file struct {
 	lf     *fs.LoopbackFile
 	fd     int
 	logged bool // the journal records it (not one of the layer's own probe files)
+	canary bool // one of the power loss's canary files: its fsync is no journal commit
 }
 
 func (l *Layer) newFile(n *node, f *os.File, rel string) *file {
-	return &file{l: l, n: n, f: f, lf: fs.NewLoopbackFileFromOS(f), fd: int(f.Fd()), logged: journaled(rel)}
+	return &file{l: l, n: n, f: f, lf: fs.NewLoopbackFileFromOS(f), fd: int(f.Fd()), logged: journaled(rel), canary: isCanary(rel)}
 }
 
 // decide asks the rules about op on this file.
@@ -67,7 +68,7 @@ func (f *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 		return errno
 	}
 	if f.logged {
-		f.l.journal.Synced(f.fd)
+		f.l.journal.Synced(f.fd, !f.canary)
 	}
 	return 0
 }

@@ -222,6 +222,9 @@ func splitProbe(rel string) (match string, probe, exempt bool) {
 	return rel, false, false
 }
 
+// isCanary reports whether rel is the power loss's canary or in it.
+func isCanary(rel string) bool { return rel == canaryDir || strings.HasPrefix(rel, canaryDir+"/") }
+
 // exempt reports whether rel is one of the layer's own files, which the journal keeps
 // no record of (the canary, which must be journaled, lives under canaryDir).
 func exempt(rel string) bool {

@@ -209,7 +209,7 @@ func TestPowerLoss(t *testing.T) {
 	if p := l.Status().Pending; p.Files == 0 || p.Entries == 0 {
 		t.Fatalf("pending before the cut: %+v", p)
 	}
-	rep, canary, err := l.PowerLoss()
+	rep, canary, err := l.PowerLoss(disk.PowerStrict)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,5 +374,36 @@ func TestCreateThenRemoveLeavesNothing(t *testing.T) {
 	must(t, syscall.Rmdir(p+"dir"))
 	if pend := l.Status().Pending; pend.Entries != 0 || pend.Files != 0 {
 		t.Errorf("pending: %+v", pend)
+	}
+}
+
+// TestPowerLossModels: a directory made and never synced, then an fsync of an unrelated
+// file: a strict cut loses the directory, an ordered one (ext4's journal) keeps it.
+func TestPowerLossModels(t *testing.T) {
+	for model, kept := range map[string]bool{disk.PowerStrict: false, disk.PowerOrdered: true} {
+		t.Run(model, func(t *testing.T) {
+			l := mountTest(t)
+			mp := l.Mountpoint()
+			must(t, os.Mkdir(filepath.Join(mp, "version-2"), 0o755))
+			f, err := os.Create(filepath.Join(mp, "other"))
+			must(t, err)
+			must(t, f.Sync())
+			f.Close()
+			must(t, os.WriteFile(filepath.Join(mp, "late"), []byte("after the last fsync"), 0o644))
+			_, c, err := l.PowerLoss(model)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !c.Kept || !c.Dropped {
+				t.Errorf("%s: canary %+v", model, c)
+			}
+			_, err = os.Stat(filepath.Join(mp, "version-2"))
+			if got := err == nil; got != kept {
+				t.Errorf("%s: version-2 kept %v, want %v", model, got, kept)
+			}
+			if _, err := os.Stat(filepath.Join(mp, "late")); !os.IsNotExist(err) {
+				t.Errorf("%s: an entry made after the last fsync survived: %v", model, err)
+			}
+		})
 	}
 }

@@ -360,7 +360,7 @@ func (d *dir) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 		return errno
 	}
 	if journaled(rel) {
-		d.n.l.journal.DirSynced(d.n.backing())
+		d.n.l.journal.DirSynced(d.n.backing(), !isCanary(rel))
 	}
 	return 0
 }

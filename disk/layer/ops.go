@@ -169,16 +169,16 @@ const (
 
 // PowerLoss cuts the power under the layer: it writes the canary, unmounts (whatever
 // was not fsynced could only be lost while nothing runs: stop the member first),
-// discards from the backing dir what was not durable (disk.Journal.Revert), checks the
-// canary and mounts the layer again. The rules stay in force.
-func (l *Layer) PowerLoss() (disk.RevertReport, Canary, error) {
+// discards from the backing dir what was not durable under model
+// (disk.Journal.Revert), checks the canary and mounts the layer again. The rules stay in force.
+func (l *Layer) PowerLoss(model string) (disk.RevertReport, Canary, error) {
 	l.probeMu.Lock()
 	defer l.probeMu.Unlock()
 	cerr := l.writeCanary()
 	if err := l.unmount(); err != nil {
 		return disk.RevertReport{}, Canary{}, err
 	}
-	rep := l.journal.Revert()
+	rep := l.journal.Revert(model)
 	c := l.checkCanary(cerr)
 	for _, d := range []string{probeDir, canaryDir} {
 		_ = os.RemoveAll(filepath.Join(l.opts.Backing, d))
