@@ -135,7 +135,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown probe key", head + "steps:\n  - action: probe\n    probe: {url: \"http://a/\", form: c1}\n",
 			[]string{`s.yaml:6:31: unknown key "form" in step 1 (probe): probe; valid keys are url, from, timeout`}},
 		{"required", "name: x\n", []string{
-			`s.yaml: system is required: dt run's SYSTEM (etcd, etcd-pre-vote)`,
+			`s.yaml: system is required: dt run's SYSTEM (etcd, etcd-pre-vote, zookeeper)`,
 			`s.yaml: topology is required: a topology builder (simple, wan) or a topology file`,
 			`s.yaml: duration is required: the workload's length, e.g. 30s`}},
 		{"empty", "# nothing\n", []string{`s.yaml: empty scenario: want a mapping with keys name, system,`}},
