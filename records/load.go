@@ -220,6 +220,8 @@ func fastDecodeOp(b []byte, op *Op, in interner) bool {
 		}
 		var f *float64
 		var s *string
+		var sp **string
+		var bl *bool
 		intern := true
 		switch string(key) {
 		case "client":
@@ -230,6 +232,12 @@ func fastDecodeOp(b []byte, op *Op, in interner) bool {
 			s = &op.Key
 		case "value":
 			s, intern = &op.Value, false
+		case "expected":
+			s, intern = &op.Expected, false
+		case "current":
+			sp = &op.Current
+		case "swapped":
+			bl = &op.Swapped
 		case "result":
 			s = &op.Result
 		case "target":
@@ -243,7 +251,8 @@ func fastDecodeOp(b []byte, op *Op, in interner) bool {
 		default:
 			return false
 		}
-		if s != nil {
+		switch {
+		case s != nil:
 			v, j, ok := scanString(b, i)
 			if !ok {
 				return false
@@ -254,7 +263,22 @@ func fastDecodeOp(b []byte, op *Op, in interner) bool {
 				*s = string(v)
 			}
 			i = j
-		} else {
+		case sp != nil:
+			v, j, ok := scanString(b, i) // null takes the slow path
+			if !ok {
+				return false
+			}
+			str := string(v)
+			*sp = &str
+			i = j
+		case bl != nil:
+			v, j, ok := scanBool(b, i)
+			if !ok {
+				return false
+			}
+			*bl = v
+			i = j
+		default:
 			v, j, ok := scanNumber(b, i)
 			if !ok {
 				return false
@@ -275,6 +299,17 @@ func fastDecodeOp(b []byte, op *Op, in interner) bool {
 			return false
 		}
 	}
+}
+
+// scanBool reads true or false starting at b[i] (null takes the slow path).
+func scanBool(b []byte, i int) (bool, int, bool) {
+	switch {
+	case bytes.HasPrefix(b[i:], []byte("true")):
+		return true, i + 4, true
+	case bytes.HasPrefix(b[i:], []byte("false")):
+		return false, i + 5, true
+	}
+	return false, i, false
 }
 
 func skipWS(b []byte, i int) int {

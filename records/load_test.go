@@ -23,6 +23,16 @@ var opLines = []string{
 	`{}`,
 	`{"client":"c1","client":"c2","result":"ok"}`,
 	`{"client":null,"result":"ok"}`,
+	// cas records
+	`{"client":"c1","kind":"cas","key":"0","value":"c1-9","expected":"c2-4","swapped":true,"expected_start":3,"submitted":3,"completed":3.01,"result":"ok","target":"t"}`,
+	`{"client":"c1","kind":"cas","key":"0","value":"c1-9","expected":"c2-4","current":"c3-7","result":"ok"}`,
+	`{"client":"c1","kind":"cas","key":"0","value":"c1-9","current":"","swapped":false,"result":"ok"}`,
+	`{"kind":"cas","current":null,"swapped":null}`,
+	`{"kind":"cas","current":"a","current":"b"}`,
+	`{"swapped":tru}`,
+	`{"swapped":truex}`,
+	`{"swapped":"true"}`,
+	`{"current":1}`,
 	// not valid records
 	`{"client":"c1","kind":"write","key":"1","value":"c1-1","expected_start":1.5,"submitted":1.50`,
 	`{"client":"c1",}`,
@@ -73,6 +83,63 @@ func FuzzDecodeOp(f *testing.F) {
 			t.Fatalf("%q: fast %+v, encoding/json %+v", line, fast, want)
 		}
 	})
+}
+
+// A run written before cas existed has no expected, swapped or current fields: its lines
+// load as before, with the cas fields at their zero values.
+func TestLoadOldOps(t *testing.T) {
+	dir := t.TempDir()
+	old := `{"client":"c1","kind":"write","key":"1","value":"c1-1","expected_start":1.5,"submitted":1.5001,"completed":1.52,"result":"ok","target":"10.0.0.1:2379"}
+{"client":"c1","kind":"read","key":"1","value":"c1-1","expected_start":2,"submitted":2,"completed":2.1,"result":"ok","target":"10.0.0.2:2379"}
+`
+	if err := os.WriteFile(filepath.Join(dir, OpsFile), []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Op{
+		{Client: "c1", Kind: KindWrite, Key: "1", Value: "c1-1", ExpectedStart: 1.5, Submitted: 1.5001, Completed: 1.52, Result: ResultOK, Target: "10.0.0.1:2379"},
+		{Client: "c1", Kind: KindRead, Key: "1", Value: "c1-1", ExpectedStart: 2, Submitted: 2, Completed: 2.1, Result: ResultOK, Target: "10.0.0.2:2379"},
+	}
+	if run.SkippedRecords != 0 || !reflect.DeepEqual(run.Ops, want) {
+		t.Fatalf("ops %+v (skipped %d), want %+v", run.Ops, run.SkippedRecords, want)
+	}
+}
+
+// A cas record survives the writer and Load unchanged, its Current too (absent, a value,
+// or unknown).
+func TestCASRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	w, err := CreateJSONL(filepath.Join(dir, OpsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	absent, other := "", "c2-3"
+	ops := []Op{
+		{Client: "c1", Kind: KindCAS, Key: "0", Expected: "c1-1", Value: "c1-2", Swapped: true, Result: ResultOK},
+		{Client: "c1", Kind: KindCAS, Key: "0", Expected: "c1-1", Value: "c1-3", Current: &other, Result: ResultOK},
+		{Client: "c1", Kind: KindCAS, Key: "0", Value: "c1-4", Current: &absent, Result: ResultOK},
+		{Client: "c1", Kind: KindCAS, Key: "0", Expected: "c1-1", Value: "c1-5", Result: ResultOK},
+		{Client: "c1", Kind: KindCAS, Key: "0", Expected: "c1-1", Value: "c1-6", Result: "context deadline exceeded"},
+	}
+	for _, o := range ops {
+		if err := w.Append(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	run, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(run.Ops, ops) {
+		t.Fatalf("got %+v\nwant %+v", run.Ops, ops)
+	}
+	if run.Ops[2].Current == nil || *run.Ops[2].Current != "" || run.Ops[3].Current != nil {
+		t.Errorf("absent and unknown current values mixed up: %v %v", run.Ops[2].Current, run.Ops[3].Current)
+	}
 }
 
 func TestLoadSkipsCorruptLines(t *testing.T) {
@@ -192,4 +259,20 @@ func writeTestRun(t *testing.T, dir string, n int) {
 		}
 	}
 	ew.Close()
+}
+
+// cas lines as the writer emits them take the fast path: a long history of them must not
+// fall back to encoding/json.
+func TestFastDecodeCAS(t *testing.T) {
+	cur := "c3-7"
+	for _, o := range []Op{
+		{Client: "c1", Kind: KindCAS, Key: "0", Expected: "c2-4", Value: "c1-9", Swapped: true, Result: ResultOK},
+		{Client: "c1", Kind: KindCAS, Key: "0", Expected: "c2-4", Value: "c1-9", Current: &cur, Result: ResultOK},
+	} {
+		b, _ := json.Marshal(o)
+		var got Op
+		if !fastDecodeOp(b, &got, interner{}) || !reflect.DeepEqual(got, o) {
+			t.Errorf("%s: fast path %+v", b, got)
+		}
+	}
 }

@@ -12,19 +12,34 @@ const ResultOverload = "overload: max-inflight reached, not sent"
 const (
 	KindWrite = "write"
 	KindRead  = "read"
+	// KindCAS is a compare-and-set: put Value if the key holds Expected, atomically.
+	KindCAS = "cas"
 )
 
 // Op is one client operation, one line of ops.jsonl. Times are seconds from the run's start.
+//
+// Expected, Swapped and Current are a cas's own fields; a line without them (any line of a
+// run from before cas existed) decodes with their zero values, which is what a read or
+// write has.
 type Op struct {
-	Client        string  `json:"client"`
-	Kind          string  `json:"kind"`
-	Key           string  `json:"key"`
-	Value         string  `json:"value,omitempty"` // write: unique id of the value written; read: id read ("" = absent)
-	ExpectedStart float64 `json:"expected_start"`  // when the open-loop schedule said to send it
-	Submitted     float64 `json:"submitted"`       // when it was actually sent
-	Completed     float64 `json:"completed"`       // when the reply (or error) came back
-	Result        string  `json:"result"`          // ResultOK or the error text
-	Target        string  `json:"target"`          // endpoint the client sent it to
+	Client string `json:"client"`
+	Kind   string `json:"kind"`
+	Key    string `json:"key"`
+	// Value is, for a write, the unique id of the value written; for a read, the id read
+	// ("" = absent); for a cas, the unique id of the new value.
+	Value string `json:"value,omitempty"`
+	// Expected is the value id a cas compared the key with ("" = the key is absent).
+	Expected string `json:"expected,omitempty"`
+	// Swapped says a successful cas found Expected and put Value. A successful cas that
+	// did not swap found another value: Current, when the system read it in the same
+	// atomic step ("" = absent), nil when the system does not say.
+	Swapped       bool    `json:"swapped,omitempty"`
+	Current       *string `json:"current,omitempty"`
+	ExpectedStart float64 `json:"expected_start"` // when the open-loop schedule said to send it
+	Submitted     float64 `json:"submitted"`      // when it was actually sent
+	Completed     float64 `json:"completed"`      // when the reply (or error) came back
+	Result        string  `json:"result"`         // ResultOK or the error text
+	Target        string  `json:"target"`         // endpoint the client sent it to
 }
 
 // OK reports whether the operation succeeded.
