@@ -60,7 +60,7 @@ func TestEtcdThroughAgent(t *testing.T) {
 	}
 
 	spec := workloads.DefaultSpec()
-	spec.Client, spec.Rate, spec.Duration, spec.WriteRatio, spec.MaxKey = "c1", 50, 1, 0.5, 5
+	spec.Client, spec.Rate, spec.Duration, spec.Mix, spec.MaxKey = "c1", 50, 1, workloads.WriteMix(0.5), 5
 	spec.System, spec.Endpoints = "etcd", sys.ClientEndpoints(c)
 	spec.StartUnixNano = time.Now().UnixNano()
 	var ops []records.Op

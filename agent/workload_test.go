@@ -96,7 +96,7 @@ func fakeSpec(client string, rate, duration float64) workloads.Spec {
 	s.Client = client
 	s.Rate = rate
 	s.Duration = duration
-	s.WriteRatio = 0.5
+	s.Mix = workloads.WriteMix(0.5)
 	s.MaxKey = 10
 	s.Seed = 1
 	s.System = "fake"

@@ -153,7 +153,7 @@ func (c Config) clientSpec(name string, startUnixNano int64, endpoints []string)
 	s := workloads.Spec{
 		Name: c.Workload, Client: name, Rate: c.Rate / float64(max(1, c.Clients)), Arrival: c.Arrival,
 		Duration: c.Duration, StartUnixNano: startUnixNano, MaxKey: c.MaxKey, PayloadSize: c.PayloadSize,
-		WriteRatio: c.WriteRatio, MaxInflight: c.MaxInflight, OpTimeout: c.OpTimeout,
+		Mix: workloads.WriteMix(c.WriteRatio), MaxInflight: c.MaxInflight, OpTimeout: c.OpTimeout,
 		Seed: c.Seed + int64(hash(name)), System: c.System, Endpoints: endpoints,
 	}
 	return s.WithDefaults()

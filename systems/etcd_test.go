@@ -82,7 +82,7 @@ func TestEtcdCluster(t *testing.T) {
 
 	// Load at 100 ops/s for 4 s; the leader is killed at 1 s.
 	spec := workloads.DefaultSpec()
-	spec.Duration, spec.WriteRatio, spec.MaxKey, spec.Seed = 4, 0.5, 3, 1
+	spec.Duration, spec.Mix, spec.MaxKey, spec.Seed = 4, workloads.WriteMix(0.5), 3, 1
 	spec.StartUnixNano = time.Now().UnixNano()
 	var (
 		mu  sync.Mutex

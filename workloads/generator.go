@@ -16,7 +16,7 @@ import (
 // business: Run makes every written value unique so that histories can be checked for
 // linearizability.
 type Request struct {
-	Kind string // records.KindWrite or records.KindRead
+	Kind string // records.KindRead, KindWrite or KindCAS
 	Key  string
 }
 
@@ -50,18 +50,28 @@ func Names() []string {
 	return slices.Sorted(maps.Keys(generators))
 }
 
-// mix draws a write with probability writeRatio, else a read, on a key chosen by pick.
+// mix draws an op kind by the weights of ops on a key chosen by pick. Writes take the
+// lowest slice of the draw, so a mix of writes and reads only (--write-ratio w) draws
+// exactly the operations the write ratio drew before cas existed.
 type mix struct {
-	rng        *rand.Rand
-	writeRatio float64
-	maxKey     int
-	pick       func() int // key index in [0, maxKey]
+	rng    *rand.Rand
+	ops    Mix
+	total  float64
+	maxKey int
+	pick   func() int // key index in [0, maxKey]
+}
+
+func newMix(s Spec, rng *rand.Rand, pick func() int) *mix {
+	return &mix{rng: rng, ops: s.Mix, total: s.Mix.Total(), maxKey: s.MaxKey, pick: pick}
 }
 
 func (m *mix) Next() Request {
 	kind := records.KindRead
-	if m.rng.Float64() < m.writeRatio {
+	switch u := m.rng.Float64() * m.total; {
+	case u < m.ops.Write:
 		kind = records.KindWrite
+	case u < m.ops.Write+m.ops.CAS:
+		kind = records.KindCAS
 	}
 	return Request{Kind: kind, Key: KeyName(m.pick(), m.maxKey)}
 }
@@ -69,7 +79,7 @@ func (m *mix) Next() Request {
 // newUniform draws keys uniformly from [0, MaxKey], as reckon's uniform workload.
 func newUniform(s Spec, rng *rand.Rand) (Generator, error) {
 	n := s.MaxKey + 1
-	return &mix{rng: rng, writeRatio: s.WriteRatio, maxKey: s.MaxKey, pick: func() int { return rng.IntN(n) }}, nil
+	return newMix(s, rng, func() int { return rng.IntN(n) }), nil
 }
 
 // newZipfian draws key i with probability proportional to 1/(i+1)^theta (YCSB's
@@ -83,7 +93,7 @@ func newZipfian(s Spec, rng *rand.Rand) (Generator, error) {
 		return nil, fmt.Errorf("%w: zipf_theta %v: must be in (0, 1)", ErrInvalidSpec, theta)
 	}
 	z := newZipf(uint64(s.MaxKey)+1, theta)
-	return &mix{rng: rng, writeRatio: s.WriteRatio, maxKey: s.MaxKey, pick: func() int { return int(z.next(rng.Float64())) }}, nil
+	return newMix(s, rng, func() int { return int(z.next(rng.Float64())) }), nil
 }
 
 // zipf is the generator of Gray et al., "Quickly generating billion-record synthetic

@@ -30,12 +30,26 @@ import (
 // OpTimeout (kv must honour its context). Record times are seconds from
 // spec.StartUnixNano (from Run's start when it is 0).
 //
+// Operations of kind cas compare with the value this client last saw on the key (read,
+// written, swapped in or found by a failed compare; absent before it saw any), so that
+// they have a fair chance to swap, and put a new unique value.
+//
 // emit is called from one goroutine at a time. The returned error is non-nil only when
-// spec is invalid; a cancelled ctx is a normal early stop.
+// spec is invalid or asks for what kv does not offer (CheckKV: cas in the mix, a read
+// consistency); a cancelled ctx is a normal early stop. Run sets kv's read consistency
+// to spec's when kv has one (ReadConsistencyKV).
 func Run(ctx context.Context, spec Spec, kv KV, emit func(records.Op)) error {
 	spec = spec.WithDefaults()
 	if err := ValidateSpec(spec); err != nil {
 		return err
+	}
+	if err := CheckKV(spec, kv); err != nil {
+		return err
+	}
+	if rc, ok := kv.(ReadConsistencyKV); ok {
+		if err := rc.SetReadConsistency(spec.ReadConsistency); err != nil {
+			return fmt.Errorf("workload %s: %w", spec.Client, err)
+		}
 	}
 	newGen, err := Lookup(spec.Name)
 	if err != nil {
@@ -50,8 +64,9 @@ func Run(ctx context.Context, spec Spec, kv KV, emit func(records.Op)) error {
 		return err
 	}
 
-	r := &runner{spec: spec, kv: kv, emit: emit, timeout: seconds(spec.OpTimeout)}
+	r := &runner{spec: spec, kv: kv, emit: emit, timeout: seconds(spec.OpTimeout), seen: map[string]string{}}
 	r.tkv, _ = kv.(TargetedKV)
+	r.ckv, _ = kv.(CASKV)
 	r.start = time.Now()
 	if spec.StartUnixNano != 0 {
 		r.zero = float64(r.start.UnixNano()-spec.StartUnixNano) / 1e9
@@ -76,6 +91,7 @@ type runner struct {
 	spec    Spec
 	kv      KV
 	tkv     TargetedKV // kv, when it reports targets per operation
+	ckv     CASKV      // kv, when it can compare-and-set
 	timeout time.Duration
 	start   time.Time // schedule start; its monotonic reading times everything
 	zero    float64   // seconds from spec.StartUnixNano to start
@@ -85,6 +101,23 @@ type runner struct {
 
 	inflight atomic.Int64
 	wg       sync.WaitGroup
+
+	seenMu sync.Mutex
+	seen   map[string]string // key → value id this client last saw there ("" = absent)
+}
+
+// lastSeen is the value id a cas on key compares with.
+func (r *runner) lastSeen(key string) string {
+	r.seenMu.Lock()
+	defer r.seenMu.Unlock()
+	return r.seen[key]
+}
+
+// saw notes what a successful operation showed of key.
+func (r *runner) saw(key, value string) {
+	r.seenMu.Lock()
+	r.seen[key] = value
+	r.seenMu.Unlock()
 }
 
 // rel converts t to seconds from the run's time zero.
@@ -122,9 +155,12 @@ func (r *runner) loop(ctx context.Context, gen Generator, arr Arrival) {
 
 		op := records.Op{Client: r.spec.Client, Kind: req.Kind, Key: req.Key, ExpectedStart: r.zero + off}
 		var value string
-		if req.Kind == records.KindWrite {
+		if req.Kind == records.KindWrite || req.Kind == records.KindCAS {
 			op.Value = ValueID(r.spec.Client, seq)
 			value = EncodeValue(op.Value, r.spec.PayloadSize)
+		}
+		if req.Kind == records.KindCAS {
+			op.Expected = r.lastSeen(op.Key)
 		}
 		if r.inflight.Load() >= int64(r.spec.MaxInflight) {
 			now := r.rel(time.Now())
@@ -146,10 +182,21 @@ func (r *runner) do(ctx context.Context, op records.Op, value string) {
 		read   string
 		found  bool
 		target string
+		cas    CASResult
 		err    error
 	)
 	submitted := time.Now()
 	switch {
+	case op.Kind == records.KindCAS:
+		old := "" // absent
+		if op.Expected != "" {
+			old = EncodeValue(op.Expected, r.spec.PayloadSize)
+		}
+		cas, err = r.ckv.CompareAndSet(ctx, op.Key, old, value)
+		target = cas.Target
+		if target == "" {
+			target = r.kv.Target()
+		}
 	case op.Kind == records.KindWrite && r.tkv != nil:
 		target, err = r.tkv.PutTarget(ctx, op.Key, value)
 	case op.Kind == records.KindWrite:
@@ -167,10 +214,23 @@ func (r *runner) do(ctx context.Context, op records.Op, value string) {
 
 	op.Submitted, op.Completed, op.Target = r.rel(submitted), r.rel(completed), target
 	op.Result = records.ResultOK
-	if err != nil {
+	switch {
+	case err != nil:
 		op.Result = err.Error()
-	} else if op.Kind == records.KindRead && found {
-		op.Value = DecodeValue(read)
+	case op.Kind == records.KindRead:
+		if found {
+			op.Value = DecodeValue(read)
+		}
+		r.saw(op.Key, op.Value)
+	case op.Kind == records.KindWrite:
+		r.saw(op.Key, op.Value)
+	case cas.Swapped:
+		op.Swapped = true
+		r.saw(op.Key, op.Value)
+	case cas.Known:
+		cur := DecodeValue(cas.Current)
+		op.Current = &cur
+		r.saw(op.Key, cur)
 	}
 	r.emitOp(op)
 }

@@ -90,6 +90,32 @@ func (f *fakeKV) GetTarget(ctx context.Context, key string) (string, bool, strin
 	return v, ok, t, nil
 }
 
+// CompareAndSet is atomic under the store's lock, after the latency: the history of a
+// fakeKV is linearizable by construction.
+func (f *fakeKV) CompareAndSet(ctx context.Context, key, old, new string) (CASResult, error) {
+	t := f.target()
+	f.enter()
+	if err := f.wait(ctx); err != nil {
+		return CASResult{Target: t}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cur, ok := f.data[key]
+	if (old == "" && !ok) || (ok && cur == old) {
+		f.data[key] = new
+		return CASResult{Swapped: true, Target: t}, nil
+	}
+	return CASResult{Current: cur, Known: true, Target: t}, nil
+}
+
+// plainKV is a KV without any optional capability.
+type plainKV struct{ f *fakeKV }
+
+func (p plainKV) Put(ctx context.Context, k, v string) error             { return p.f.Put(ctx, k, v) }
+func (p plainKV) Get(ctx context.Context, k string) (string, bool, error) { return p.f.Get(ctx, k) }
+func (p plainKV) Target() string                                          { return "" }
+func (p plainKV) Close() error                                            { return nil }
+
 func (f *fakeKV) target() string {
 	return []string{"a", "b", "c"}[(f.targets.Add(1)-1)%3]
 }
@@ -232,7 +258,7 @@ func TestValuesUniqueAndReadBack(t *testing.T) {
 	kv := newFakeKV(0)
 	spec := testSpec()
 	spec.Rate = 1000
-	spec.WriteRatio = 0.5
+	spec.Mix = WriteMix(0.5)
 	spec.MaxKey = 3
 	spec.PayloadSize = 16
 	ops := collect(t, context.Background(), spec, kv)
@@ -280,7 +306,7 @@ func TestSeedReproducible(t *testing.T) {
 	shape := func(seed int64, client string) []records.Op {
 		spec := testSpec()
 		spec.Seed, spec.Client = seed, client
-		spec.Rate, spec.Arrival, spec.WriteRatio, spec.MaxKey = 500, "poisson", 0.5, 100
+		spec.Rate, spec.Arrival, spec.Mix, spec.MaxKey = 500, "poisson", DefaultMix, 100
 		var out []records.Op
 		for _, op := range collect(t, context.Background(), spec, newFakeKV(0)) {
 			out = append(out, records.Op{Kind: op.Kind, Key: op.Key, ExpectedStart: op.ExpectedStart})
@@ -346,13 +372,16 @@ func TestValidateSpec(t *testing.T) {
 		want string // "" = valid
 	}{
 		{"defaults", func(*Spec) {}, ""},
-		{"read only", func(s *Spec) { s.WriteRatio = 0 }, ""},
+		{"read only", func(s *Spec) { s.Mix = WriteMix(0) }, ""},
+		{"serializable", func(s *Spec) { s.ReadConsistency = ReadSerializable }, ""},
 		{"one key", func(s *Spec) { s.MaxKey = 0 }, ""},
 		{"zipfian", func(s *Spec) { s.Name = "zipfian" }, ""},
 		{"zero rate", func(s *Spec) { s.Rate = 0 }, "rate 0"},
 		{"negative rate", func(s *Spec) { s.Rate = -5 }, "rate -5"},
 		{"nan rate", func(s *Spec) { s.Rate = math.NaN() }, "rate NaN"},
-		{"write ratio", func(s *Spec) { s.WriteRatio = 1.5 }, "write_ratio 1.5: must be in [0, 1]"},
+		{"write ratio", func(s *Spec) { s.Mix = WriteMix(1.5) }, "weight of read -0.5: must be a finite number >= 0"},
+		{"no ops", func(s *Spec) { s.Mix = Mix{} }, "every weight is 0"},
+		{"read consistency", func(s *Spec) { s.ReadConsistency = "eventual" }, `read_consistency "eventual": valid: linearizable, serializable`},
 		{"arrival", func(s *Spec) { s.Arrival = "bursty" }, `arrival "bursty": valid: poisson, uniform`},
 		{"generator", func(s *Spec) { s.Name = "ycsb" }, `name "ycsb": unknown generator; valid: uniform, zipfian`},
 		{"duration", func(s *Spec) { s.Duration = 0 }, "duration 0"},
@@ -390,7 +419,7 @@ func TestWithDefaults(t *testing.T) {
 	if s.Name != "uniform" || s.Arrival != "uniform" || s.MaxInflight != DefaultMaxInflight || s.OpTimeout != DefaultOpTimeout {
 		t.Fatalf("defaults not filled: %+v", s)
 	}
-	if s.WriteRatio != 0 || s.MaxKey != 0 || s.PayloadSize != 0 {
+	if s.Mix != (Mix{}) || s.MaxKey != 0 || s.PayloadSize != 0 || s.ReadConsistency != ReadLinearizable {
 		t.Fatalf("meaningful zeros overwritten: %+v", s)
 	}
 }
@@ -425,7 +454,7 @@ func TestKeyNameAndValue(t *testing.T) {
 func TestGeneratorMixAndKeys(t *testing.T) {
 	count := func(name string, ratio float64) (writes int, keys map[string]int) {
 		s := DefaultSpec()
-		s.Name, s.WriteRatio, s.MaxKey = name, ratio, 9
+		s.Name, s.Mix, s.MaxKey = name, WriteMix(ratio), 9
 		s = s.WithDefaults()
 		newGen, _ := Lookup(name)
 		g, err := newGen(s, rand.New(rand.NewPCG(1, 2)))
@@ -455,5 +484,135 @@ func TestGeneratorMixAndKeys(t *testing.T) {
 	// theta 0.99 over 10 keys: P(0) = 1/zeta(10) ≈ 0.34, P(1) ≈ 0.17.
 	if p := float64(keys["0"]) / 100000; math.Abs(p-0.343) > 0.02 || keys["0"] < keys["1"] || keys["1"] < keys["9"] {
 		t.Errorf("zipfian counts %v, want key 0 at ~34%% and decreasing", keys)
+	}
+}
+
+func TestGeneratorCASMix(t *testing.T) {
+	s := DefaultSpec()
+	s.Mix, s.MaxKey = Mix{Read: 40, Write: 40, CAS: 20}, 3
+	g, err := newUniform(s.WithDefaults(), rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	for range 100000 {
+		n[g.Next().Kind]++
+	}
+	for kind, want := range map[string]float64{records.KindRead: 0.4, records.KindWrite: 0.4, records.KindCAS: 0.2} {
+		if got := float64(n[kind]) / 100000; math.Abs(got-want) > 0.01 {
+			t.Errorf("%s: %.3f of the ops, want %.2f (%v)", kind, got, want, n)
+		}
+	}
+	// A write-ratio mix draws what the write ratio drew before cas existed: a write when
+	// the draw is below the ratio.
+	s.Mix = WriteMix(0.3)
+	g1, _ := newUniform(s.WithDefaults(), rand.New(rand.NewPCG(5, 6)))
+	ref := rand.New(rand.NewPCG(5, 6))
+	for i := range 1000 {
+		write := ref.Float64() < 0.3
+		ref.IntN(4) // the key draw
+		if got := g1.Next().Kind == records.KindWrite; got != write {
+			t.Fatalf("op %d: write %v, the old write-ratio draw says %v", i, got, write)
+		}
+	}
+}
+
+func TestParseMix(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Mix
+		err  string
+	}{
+		{"read=40,write=40,cas=20", Mix{Read: 40, Write: 40, CAS: 20}, ""},
+		{" read = 1 , cas=0.5", Mix{Read: 1, CAS: 0.5}, ""},
+		{"write=1", Mix{Write: 1}, ""},
+		{"read=1,write=0", Mix{Read: 1}, ""},
+		{"", Mix{}, "empty op mix"},
+		{"reed=40,write=60", Mix{}, `"reed=40": unknown op kind "reed"; valid: read, write, cas`},
+		{"read", Mix{}, `"read": want KIND=WEIGHT`},
+		{"read=", Mix{}, `"read=": want KIND=WEIGHT`},
+		{"read=1,read=2", Mix{}, "read given twice"},
+		{"read=-1,write=1", Mix{}, `weight "-1": want a finite number >= 0`},
+		{"read=x", Mix{}, `weight "x"`},
+		{"read=NaN", Mix{}, `weight "NaN"`},
+		{"read=Inf", Mix{}, `weight "Inf"`},
+		{"read=0,cas=0", Mix{}, "every weight is 0"},
+		{"read=1,,write=1", Mix{}, `"": want KIND=WEIGHT`},
+	} {
+		got, err := ParseMix(tc.in)
+		switch {
+		case tc.err == "" && (err != nil || got != tc.want):
+			t.Errorf("ParseMix(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("ParseMix(%q): error %v, want one containing %q", tc.in, err, tc.err)
+		}
+		if err == nil {
+			if back, err := ParseMix(got.String()); err != nil || back != got {
+				t.Errorf("%q: String %q does not parse back: %+v %v", tc.in, got.String(), back, err)
+			}
+		}
+	}
+	if s := DefaultMix.String(); s != "read=40,write=40,cas=20" {
+		t.Errorf("DefaultMix.String() = %q", s)
+	}
+}
+
+// A run with cas against a store that is linearizable by construction: every cas compares
+// with a value the client saw, swaps or reports what it found, and values stay unique.
+func TestCASRun(t *testing.T) {
+	kv := newFakeKV(time.Millisecond)
+	spec := testSpec()
+	spec.Rate, spec.MaxKey, spec.Mix, spec.PayloadSize = 2000, 1, DefaultMix, 16
+	ops := collect(t, context.Background(), spec, kv)
+	var swapped, found int
+	values := map[string]bool{}
+	for _, op := range ops {
+		if !op.OK() {
+			t.Fatalf("op failed: %+v", op)
+		}
+		if op.Kind != records.KindCAS {
+			continue
+		}
+		if values[op.Value] || op.Value == "" {
+			t.Fatalf("cas value %q repeated or empty", op.Value)
+		}
+		values[op.Value] = true
+		switch {
+		case op.Swapped && op.Current != nil:
+			t.Fatalf("swapped cas with a current value: %+v", op)
+		case op.Swapped:
+			swapped++
+		case op.Current == nil:
+			t.Fatalf("failed compare without the value found: %+v", op)
+		case *op.Current == op.Expected:
+			t.Fatalf("compare failed although the key held the expected value: %+v", op)
+		default:
+			found++
+		}
+	}
+	if swapped < 50 || found < 10 {
+		t.Errorf("%d swapped, %d failed compares of %d ops; want both", swapped, found, len(ops))
+	}
+}
+
+func TestCheckKV(t *testing.T) {
+	spec := testSpec()
+	spec.System = "plain"
+	plain := plainKV{newFakeKV(0)}
+	err := Run(context.Background(), spec, plain, func(records.Op) { t.Error("emitted") })
+	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "plain client cannot compare-and-set") {
+		t.Fatalf("cas on a KV without it: %v", err)
+	}
+	spec.Mix = WriteMix(0.5)
+	spec.ReadConsistency = ReadSerializable
+	if err := CheckKV(spec, plain); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "reads linearizable only") {
+		t.Fatalf("serializable on a KV without it: %v", err)
+	}
+	spec.ReadConsistency = ""
+	if err := CheckKV(spec, plain); err != nil {
+		t.Fatal(err)
+	}
+	if f := FeaturesOf(newFakeKV(0)); !f.CAS {
+		t.Errorf("FeaturesOf(fakeKV) = %+v", f)
 	}
 }

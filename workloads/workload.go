@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -38,8 +39,8 @@ type TargetedKV interface {
 // controller to the agent that runs the client.
 //
 // Start from DefaultSpec: WithDefaults only fills fields whose zero value is
-// meaningless, because 0 is a legitimate write ratio (read-only), max key (one key)
-// and payload size (the bare value id).
+// meaningless, because 0 is a legitimate max key (one key) and payload size (the bare
+// value id).
 type Spec struct {
 	Name          string   `json:"name"`                 // generator: "uniform" | "zipfian"
 	Client        string   `json:"client"`               // client name recorded on every op, e.g. "c1"
@@ -49,7 +50,9 @@ type Spec struct {
 	StartUnixNano int64    `json:"start_unix_nano"`      // the run's time zero; op times are relative to it (0: Run's own start)
 	MaxKey        int      `json:"max_key"`              // keys in [0, MaxKey]
 	PayloadSize   int      `json:"payload_size"`         // bytes per written value (at least the value id)
-	WriteRatio    float64  `json:"write_ratio"`          // fraction of writes; the rest are reads
+	Mix           Mix      `json:"mix"`                  // weight of each op kind (read, write, cas)
+	// ReadConsistency is how reads are made: ReadLinearizable ("" too) or ReadSerializable.
+	ReadConsistency string `json:"read_consistency,omitempty"`
 	MaxInflight   int      `json:"max_inflight"`         // outstanding ops cap; due ops beyond it are recorded as overload
 	OpTimeout     float64  `json:"op_timeout"`           // seconds before an op is abandoned
 	Seed          int64    `json:"seed"`                 // makes keys, mix and arrivals reproducible (mixed with Client)
@@ -58,8 +61,9 @@ type Spec struct {
 	ZipfTheta     float64  `json:"zipf_theta,omitempty"` // zipfian skew in (0,1); 0 = DefaultZipfTheta
 }
 
-// Defaults, as in reckon (python -m reckon ... --rate 100 --write-ratio 1 --max-key 1
-// --payload-size 10 --duration 60) where reckon has the knob.
+// Defaults, as in reckon (python -m reckon ... --rate 100 --max-key 1 --payload-size 10
+// --duration 60) where reckon has the knob. The op mix is not reckon's write ratio of 1,
+// under which a run checks nothing but that writes succeed: DefaultMix.
 const (
 	DefaultGenerator   = "uniform"
 	DefaultArrival     = "uniform"
@@ -67,7 +71,6 @@ const (
 	DefaultDuration    = 60.0
 	DefaultMaxKey      = 1
 	DefaultPayloadSize = 10
-	DefaultWriteRatio  = 1.0
 	// DefaultMaxInflight bounds outstanding operations per client. At reckon's 100 ops/s
 	// with a 1 s timeout at most ~100 are ever outstanding, so by default overload only
 	// appears at rates above ~1000 ops/s per client with the cluster unavailable.
@@ -92,15 +95,15 @@ func DefaultSpec() Spec {
 		Duration:    DefaultDuration,
 		MaxKey:      DefaultMaxKey,
 		PayloadSize: DefaultPayloadSize,
-		WriteRatio:  DefaultWriteRatio,
+		Mix:         DefaultMix,
 		MaxInflight: DefaultMaxInflight,
 		OpTimeout:   DefaultOpTimeout,
 	}
 }
 
 // WithDefaults returns s with the fields whose zero value means "unset" filled in:
-// Name, Arrival, MaxInflight, OpTimeout and ZipfTheta (for zipfian). Rate and Duration
-// are not filled: 0 there is a mistake that ValidateSpec reports.
+// Name, Arrival, MaxInflight, OpTimeout, ReadConsistency and ZipfTheta (for zipfian).
+// Rate, Duration and Mix are not filled: 0 there is a mistake that ValidateSpec reports.
 func (s Spec) WithDefaults() Spec {
 	if s.Name == "" {
 		s.Name = DefaultGenerator
@@ -113,6 +116,9 @@ func (s Spec) WithDefaults() Spec {
 	}
 	if s.OpTimeout == 0 {
 		s.OpTimeout = DefaultOpTimeout
+	}
+	if s.ReadConsistency == "" {
+		s.ReadConsistency = ReadLinearizable
 	}
 	if s.Name == "zipfian" && s.ZipfTheta == 0 {
 		s.ZipfTheta = DefaultZipfTheta
@@ -148,8 +154,11 @@ func ValidateSpec(s Spec) error {
 	if s.PayloadSize < 0 {
 		bad("payload_size %d: must be >= 0 bytes", s.PayloadSize)
 	}
-	if !(s.WriteRatio >= 0 && s.WriteRatio <= 1) {
-		bad("write_ratio %v: must be in [0, 1]", s.WriteRatio)
+	if err := s.Mix.Validate(); err != nil {
+		bad("mix %s: %v", s.Mix, err)
+	}
+	if s.ReadConsistency != "" && !slices.Contains(ReadConsistencies(), s.ReadConsistency) {
+		bad("read_consistency %q: valid: %s", s.ReadConsistency, strings.Join(ReadConsistencies(), ", "))
 	}
 	if s.MaxInflight < 1 {
 		bad("max_inflight %d: must be >= 1", s.MaxInflight)
