@@ -449,6 +449,10 @@ func (s *server) handleWorkload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer kv.Close()
+	if err := workloads.CheckKV(spec, kv); err != nil {
+		writeError(w, badRequest("workload %s: %v", spec.Client, err))
+		return
+	}
 
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()

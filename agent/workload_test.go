@@ -192,6 +192,9 @@ func TestWorkloadErrors(t *testing.T) {
 	noEndpoints := fakeSpec("c1", 10, 1)
 	noEndpoints.Endpoints = nil
 	wantStatus(t, a.RunWorkload(ctx, noEndpoints, none), 400)
+	cas := fakeSpec("c1", 10, 1) // the fake client cannot compare-and-set
+	cas.Mix = workloads.DefaultMix
+	wantStatus(t, a.RunWorkload(ctx, cas, none), 400)
 	fs.failKV = true
 	wantStatus(t, a.RunWorkload(ctx, fakeSpec("c1", 10, 1), none), 500)
 	fs.failKV = false
