@@ -160,6 +160,9 @@ type OpCounts struct {
 	Overload int `json:"overload"` // due but never sent (max-inflight reached)
 	Reads    int `json:"reads"`
 	Writes   int `json:"writes"`
+	CAS      int `json:"cas"`
+	// CASSwapped counts the successful cas that found their expected value and swapped.
+	CASSwapped int `json:"cas_swapped"`
 }
 
 // Windows holds the statistics before the first fault, during any fault, after the last
@@ -392,6 +395,11 @@ func prepare(run *records.Run) *analysis {
 			a.counts.Reads++
 		case records.KindWrite:
 			a.counts.Writes++
+		case records.KindCAS:
+			a.counts.CAS++
+			if op.Swapped && op.OK() {
+				a.counts.CASSwapped++
+			}
 		}
 		switch {
 		case op.OK():

@@ -89,7 +89,17 @@ func FormatSummary(s *Summary) string {
 	}
 	l := s.Linearizability
 	fmt.Fprintf(&b, "linearizability: %s (%d/%d keys, %d ops, %.2f s)", strings.ToUpper(l.Result), l.KeysChecked, l.Keys, l.OpsChecked, l.DurationS)
-	if l.Result != LinOK && l.Detail != "" {
+	switch {
+	case len(l.Violations) > 0:
+		// one line per kind of violation, each naming its first instance's key and operations
+		fmt.Fprintf(&b, ": %s", describeViolations(l.Violations))
+		if l.Visualization != "" {
+			fmt.Fprintf(&b, "; %s shows the first", l.Visualization)
+		}
+		for _, v := range l.Violations {
+			fmt.Fprintf(&b, "\n  %s, first on key %q at t=%.3f s: %s", v.Kind, v.Key, v.T, v.Text)
+		}
+	case l.Result != LinOK && l.Detail != "":
 		fmt.Fprintf(&b, ": %s", l.Detail)
 	}
 	b.WriteString("\n")

@@ -150,7 +150,10 @@ pre{background:#f7f7f7;border:1px solid #e5e5e5;padding:8px;overflow:auto;max-he
 <h2>Linearizability</h2>
 <div class="card {{linclass .S.Linearizability.Result}}" style="display:inline-block"><b>{{.S.Linearizability.Result}}</b></div>
 <p>{{.S.Linearizability.Detail}}</p>
-<p class="note">{{.S.Linearizability.Ops}} read/write records; {{.S.Linearizability.OpsChecked}} operations decided in {{.S.Linearizability.Segments}} segment(s) over {{.S.Linearizability.Keys}} key(s); {{.S.Linearizability.IndeterminateWrites}} indeterminate writes; {{printf "%.2f" .S.Linearizability.DurationS}} s.
+{{with .S.Linearizability.Violations}}<table><tr><th>violation</th><th>found</th><th>keys</th><th>first: key</th><th>t (s)</th><th>what it shows</th><th>its operations</th></tr>
+{{range .}}<tr class="error"><td>{{.Kind}}</td><td class="n">{{.Instances}}</td><td class="n">{{.Keys}}</td><td><code>{{.Key}}</code></td><td class="n">{{sec .T}}</td><td>{{.Text}}</td><td>{{range .Ops}}<code>{{.}}</code><br>{{end}}</td></tr>
+{{end}}</table>{{end}}
+<p class="note">{{.S.Linearizability.Ops}} read/write/cas records; {{.S.Linearizability.OpsChecked}} operations decided in {{.S.Linearizability.Segments}} segment(s) over {{.S.Linearizability.Keys}} key(s); {{.S.Linearizability.IndeterminateWrites}} indeterminate writes, {{.S.Linearizability.IndeterminateCAS}} indeterminate cas; {{printf "%.2f" .S.Linearizability.DurationS}} s.
 {{with .S.Linearizability.Visualization}} Porcupine's visualisation of the violation: <a href="{{.}}">{{.}}</a>.{{end}}</p>
 
 <h2>Event timeline</h2>

@@ -31,17 +31,20 @@ const (
 )
 
 // Linearizability is the outcome of checking the key/value history against a register
-// per key.
+// per key (read, write and compare-and-set).
 type Linearizability struct {
 	Result      string `json:"result"` // LinOK, LinViolation, LinUnknown or LinSkipped
 	Keys        int    `json:"keys"`
 	KeysChecked int    `json:"keys_checked"` // keys whose every segment was decided
-	Ops         int    `json:"ops"`          // read and write records in the history
+	Ops         int    `json:"ops"`          // read, write and cas records in the history
 	OpsChecked  int    `json:"ops_checked"`  // operations in decided segments (after the reductions below)
-	// IndeterminateWrites counts failed writes that may or may not have taken effect.
+	// IndeterminateWrites counts failed writes that may or may not have taken effect;
+	// IndeterminateCAS the same of failed compare-and-sets.
 	IndeterminateWrites int `json:"indeterminate_writes"`
-	// UnobservedIndeterminate counts indeterminate writes no read ever returned; they are
-	// dropped, which changes nothing (one can always linearize them last).
+	IndeterminateCAS    int `json:"indeterminate_cas"`
+	// UnobservedIndeterminate counts indeterminate writes and cas whose value no operation
+	// ever mentioned; they are dropped, which changes nothing (one can always linearize
+	// them last).
 	UnobservedIndeterminate int `json:"unobserved_indeterminate_writes"`
 	// Segments is how many independent pieces the history was cut into (MaxOpsPerSegment).
 	Segments int `json:"segments"`
@@ -50,7 +53,11 @@ type Linearizability struct {
 	DurationS     float64  `json:"duration_s"`
 	Detail        string   `json:"detail"`
 	ViolatingKeys []string `json:"violating_keys,omitempty"`
-	Visualization string   `json:"visualization,omitempty"` // file name, relative to the run dir
+	// Violations lists each kind of violation found, with its first instance spelled out
+	// (see Violation); the search stops at porcupine's first illegal segment, the
+	// patterns are looked for on every key.
+	Violations    []Violation `json:"violations,omitempty"`
+	Visualization string      `json:"visualization,omitempty"` // file name, relative to the run dir
 }
 
 // Check defaults.
@@ -62,8 +69,10 @@ const (
 
 // CheckLinearizability checks ops against one register per key (porcupine, partitioned by
 // key). Writes put unique values; reads return the value id read, "" meaning absent (the
-// initial state). Failed reads and overloaded (never sent) operations are dropped; other
-// failed writes may or may not have happened. It spends at most about opts.CheckTimeout
+// initial state); a cas that swapped read its expected value and put its new one, a cas
+// whose compare failed read its current value (or, when the system does not say which,
+// read anything but its expected value). Failed reads and overloaded (never sent)
+// operations are dropped; other failed writes and cas may or may not have happened. It spends at most about opts.CheckTimeout
 // and opts.CheckMemory bytes of heap and says "unknown" when either runs out. When
 // vizPath is not empty and a violation is found, porcupine's visualisation of a small
 // violating piece of the history is written there.
@@ -80,19 +89,30 @@ func CheckLinearizability(ops []records.Op, opts Options, vizPath string) Linear
 	opts = opts.withDefaults()
 	start := time.Now()
 	ix := indexHistory(ops)
-	lin := Linearizability{Keys: len(ix.keys), Ops: ix.ops, IndeterminateWrites: ix.indeterminate}
+	lin := Linearizability{Keys: len(ix.keys), Ops: ix.ops, IndeterminateWrites: ix.indeterminate, IndeterminateCAS: ix.indeterminateCAS}
 	if opts.CheckTimeout < 0 {
 		lin.Result = LinSkipped
 		lin.Detail = "check disabled"
 		return lin
 	}
 	deadline := start.Add(opts.CheckTimeout)
+	// The patterns first: they are cheap, and decide the verdict whatever porcupine does.
+	var found []instance
+	for _, k := range ix.keys {
+		found = append(found, findPatterns(ops, k, ix.byKey[k])...)
+	}
+	vs, lead := summarizePatterns(found)
+	violatingKeys := map[string]bool{}
+	for _, in := range found {
+		if slices.ContainsFunc(vs, func(v Violation) bool { return v.Kind == in.kind }) {
+			violatingKeys[in.key] = true
+		}
+	}
 	outs := checkKeys(ops, ix, opts, deadline)
 
 	undecided, memAborts, unbuilt := 0, 0, 0
 	var violating *segment
-	var hint string
-	for i, o := range outs {
+	for _, o := range outs {
 		if !o.built {
 			unbuilt++
 			continue
@@ -106,38 +126,68 @@ func CheckLinearizability(ops []records.Op, opts Options, vizPath string) Linear
 		if o.decided == o.segments {
 			lin.KeysChecked++
 		}
-		if o.illegal != nil {
-			lin.ViolatingKeys = append(lin.ViolatingKeys, ix.keys[i])
-			if violating == nil || o.illegal.key < violating.key {
-				violating, hint = o.illegal, o.hint
-			}
+		if o.illegal != nil && (violating == nil || o.illegal.key < violating.key) {
+			violating = o.illegal
 		}
+	}
+	// The shrink and visualisation get their own small budget so a violation found at the
+	// last moment is still shown.
+	vizBudget := min(max(time.Until(deadline), 5*time.Second), opts.CheckTimeout, 20*time.Second)
+	vizDeadline := time.Now().Add(vizBudget)
+	stuck := -1
+	if violating != nil && !violatingKeys[violating.key] {
+		// porcupine found what no pattern explains: say where it got stuck
+		var text string
+		stuck, text = stuckAt(violating, vizDeadline)
+		v := Violation{Kind: ViolationNoOrder, Instances: 1, Keys: 1, Key: violating.key, T: round3(violating.from),
+			Text: fmt.Sprintf("no order of its operations between t=%.3fs and t=%.3fs fits a register", violating.from, violating.to)}
+		if text != "" {
+			op := violating.ops[stuck].Input.(*regInput).op
+			v.T = round3(op.Submitted)
+			v.Text = fmt.Sprintf("between t=%.3fs and t=%.3fs %s", violating.from, violating.to, text)
+			v.Ops = []string{describeRecord(op)}
+		}
+		vs = append(vs, v)
+		violatingKeys[violating.key] = true
+	}
+	lin.Violations = vs
+	for k := range violatingKeys {
+		lin.ViolatingKeys = append(lin.ViolatingKeys, k)
 	}
 	sort.Strings(lin.ViolatingKeys)
 
 	var d []string
 	switch {
-	case violating != nil:
+	case len(vs) > 0:
 		lin.Result = LinViolation
-		s := violating
-		d = append(d, fmt.Sprintf("not linearizable: key %q has no valid order of its operations between t=%.3fs and t=%.3fs", s.key, s.from, s.to))
-		if hint != "" {
-			d = append(d, hint)
+		first := vs[0]
+		for _, v := range vs[1:] {
+			if v.T < first.T {
+				first = v
+			}
+		}
+		d = append(d, fmt.Sprintf("not linearizable: %s on key %q: %s", first.Kind, first.Key, first.Text))
+		if len(vs) > 1 || first.Instances > 1 {
+			d = append(d, "found "+describeViolations(vs))
 		}
 		if vizPath != "" {
-			// The shrink and visualisation get their own small budget so a violation found
-			// at the last moment is still shown.
-			vizBudget := min(max(time.Until(deadline), 5*time.Second), opts.CheckTimeout, 20*time.Second)
-			small, desc := shrinkViolation(s, time.Now().Add(vizBudget))
-			if err := visualize(small, vizPath, time.Now().Add(vizBudget)); err != nil {
+			var small *segment
+			var desc string
+			if lead != nil && first.Kind != ViolationNoOrder {
+				small = &segment{key: lead.key, ops: witnessHistory(lead.ops)}
+				desc = fmt.Sprintf("the %d operations of that %s", len(lead.ops), lead.kind)
+			} else {
+				small, desc = shrinkViolation(violating, stuck, vizDeadline)
+			}
+			if err := visualize(small, vizPath, vizDeadline); err != nil {
 				d = append(d, fmt.Sprintf("visualisation failed: %v", err))
 			} else {
 				lin.Visualization = filepath.Base(vizPath)
 				d = append(d, fmt.Sprintf("%s shows %s", lin.Visualization, desc))
 			}
 		}
-		if unbuilt+undecided > 0 {
-			d = append(d, fmt.Sprintf("checking stopped at the first violation (%d keys not checked)", len(ix.keys)-lin.KeysChecked))
+		if violating != nil && unbuilt+undecided > 0 {
+			d = append(d, fmt.Sprintf("porcupine stopped at the first violation (%d key(s) not searched)", len(ix.keys)-lin.KeysChecked))
 		}
 	case undecided+unbuilt > 0:
 		lin.Result = LinUnknown
@@ -151,19 +201,19 @@ func CheckLinearizability(ops []records.Op, opts Options, vizPath string) Linear
 		if unbuilt > 0 {
 			why = append(why, fmt.Sprintf("%d key(s) not reached within the %s budget", unbuilt, opts.CheckTimeout))
 		}
-		d = append(d, fmt.Sprintf("undecided: %s; no violation in the %d of %d keys fully checked", strings.Join(why, ", "), lin.KeysChecked, len(ix.keys)))
+		d = append(d, fmt.Sprintf("undecided: %s; no violation in the %d of %d keys fully checked, and none of the known patterns (stale read, two cas from one value, ...) on any key", strings.Join(why, ", "), lin.KeysChecked, len(ix.keys)))
 	default:
 		lin.Result = LinOK
 		d = append(d, fmt.Sprintf("linearizable: %d operations on %d keys", lin.OpsChecked, lin.Keys))
 	}
-	if lin.IndeterminateWrites > 0 {
-		d = append(d, fmt.Sprintf("%d failed writes treated as may-or-may-not-have-happened (%d never observed, dropped)", lin.IndeterminateWrites, lin.UnobservedIndeterminate))
+	if n := lin.IndeterminateWrites + lin.IndeterminateCAS; n > 0 {
+		d = append(d, fmt.Sprintf("%d failed writes and %d failed cas treated as may-or-may-not-have-happened (%d never observed, dropped)", lin.IndeterminateWrites, lin.IndeterminateCAS, lin.UnobservedIndeterminate))
 	}
 	if ix.failedReads > 0 || ix.overload > 0 {
 		d = append(d, fmt.Sprintf("%d failed reads and %d never-sent (overload) operations not checked", ix.failedReads, ix.overload))
 	}
 	if ix.otherKinds > 0 {
-		d = append(d, fmt.Sprintf("%d operations of kinds other than read/write ignored", ix.otherKinds))
+		d = append(d, fmt.Sprintf("%d operations of kinds other than read/write/cas ignored", ix.otherKinds))
 	}
 	if lin.Segments > len(ix.keys)-unbuilt {
 		d = append(d, fmt.Sprintf("keys over %d ops were cut into segments (%d in all) to bound memory; %d reads in flight at a cut were not checked and a violation spanning a cut can be missed", opts.MaxOpsPerSegment, lin.Segments, lin.ReadsAtCuts))
@@ -179,15 +229,32 @@ func nanos(s float64) int64 { return int64(math.Round(s * 1e9)) }
 // never is the return time of a write that may still take effect at any later time.
 const never = math.MaxInt64
 
+// regKind is what a register operation does to, and learns of, the register.
+type regKind uint8
+
+const (
+	regRead      regKind = iota // returns the value (output)
+	regWrite                    // puts value (indeterminate: maybe)
+	regCASSwap                  // found expected and put value
+	regCASFound                 // found output, which is not expected; a read
+	regCASNotEq                 // found something other than expected; nothing else known
+	regCASMaybe                 // a cas that may or may not have happened, outcome unknown
+	regKindCount                // number of kinds
+)
+
+// mutates reports whether an operation of kind k may change the register.
+func (k regKind) mutates() bool { return k == regWrite || k == regCASSwap || k == regCASMaybe }
+
 // regInput is the input of one register operation; regOutput the output. Operations
 // carry pointers into per-key slabs, so building a history allocates a few large slices
 // rather than millions of small boxes.
 type regInput struct {
-	write         bool
-	indeterminate bool        // a failed write: it may or may not have happened
-	unique        bool        // no other write on the key puts the same value
-	value         string      // written value
-	state         *regState   // the state a write leaves, shared so Step allocates nothing
+	kind          regKind
+	indeterminate bool        // a failed write or cas: it may or may not have happened
+	unique        bool        // no other write or cas on the key puts the same value
+	value         string      // written value (write, cas)
+	expected      string      // the value a cas compared with
+	state         *regState   // the state a write or cas leaves, shared so Step allocates nothing
 	op            *records.Op // the record, for descriptions
 }
 
@@ -207,13 +274,14 @@ type regState struct {
 // key's porcupine history is built only when a worker checks it, so memory follows the
 // largest key rather than the whole history.
 type historyIndex struct {
-	keys          []string           // largest first, for load balance
-	byKey         map[string][]int32 // indices into the records
-	ops           int                // read and write records
-	indeterminate int
-	failedReads   int
-	overload      int
-	otherKinds    int
+	keys             []string           // largest first, for load balance
+	byKey            map[string][]int32 // indices into the records
+	ops              int                // read, write and cas records
+	indeterminate    int                // failed writes
+	indeterminateCAS int
+	failedReads      int
+	overload         int
+	otherKinds       int
 }
 
 func indexHistory(ops []records.Op) *historyIndex {
@@ -221,7 +289,7 @@ func indexHistory(ops []records.Op) *historyIndex {
 	for i := range ops {
 		op := &ops[i]
 		switch op.Kind {
-		case records.KindWrite, records.KindRead:
+		case records.KindWrite, records.KindRead, records.KindCAS:
 		default:
 			ix.otherKinds++
 			continue
@@ -236,6 +304,8 @@ func indexHistory(ops []records.Op) *historyIndex {
 			continue
 		case op.Kind == records.KindWrite && !op.OK():
 			ix.indeterminate++
+		case op.Kind == records.KindCAS && !op.OK():
+			ix.indeterminateCAS++
 		}
 		ix.byKey[op.Key] = append(ix.byKey[op.Key], int32(i))
 	}
@@ -252,11 +322,89 @@ func indexHistory(ops []records.Op) *historyIndex {
 	return ix
 }
 
+// kindOf classifies a checkable record (not overloaded, not a failed read).
+func kindOf(op *records.Op) regKind {
+	switch {
+	case op.Kind == records.KindRead:
+		return regRead
+	case op.Kind == records.KindWrite:
+		return regWrite
+	case !op.OK():
+		return regCASMaybe
+	case op.Swapped:
+		return regCASSwap
+	case op.Current != nil:
+		return regCASFound
+	}
+	return regCASNotEq
+}
+
+// observed is the value an operation certainly saw in the register, if any: a read's, the
+// value a failed compare found, the value a swapped cas replaced.
+func observed(in *regInput, out *regOutput) (string, bool) {
+	switch in.kind {
+	case regRead, regCASFound:
+		return out.value, true
+	case regCASSwap:
+		return in.expected, true
+	}
+	return "", false
+}
+
+// mentions reports every value an operation names other than the one it puts: what
+// it saw, and what a cas compared with whatever became of it.
+func mentions(in *regInput, out *regOutput, f func(string)) {
+	if v, ok := observed(in, out); ok {
+		f(v)
+	}
+	if in.kind == regCASNotEq || in.kind == regCASMaybe || in.kind == regCASFound {
+		f(in.expected)
+	}
+}
+
+// reduce applies the indeterminate-write reductions to hist (one key's operations, or a
+// segment's): an indeterminate write or cas of a value no other operation in hist
+// mentions is dropped, when nothing in hist learns only what the register did not hold
+// (regCASNotEq: such a write may be why a compare failed); one whose value an operation
+// saw took effect before the first of them returned, which becomes its return. unique
+// must already be set. It returns the operations kept and how many were dropped.
+func reduce(hist []porcupine.Operation) ([]porcupine.Operation, int) {
+	firstSeen := map[string]int64{}
+	mentioned := map[string]bool{}
+	canDrop := true
+	for _, o := range hist {
+		in, out := o.Input.(*regInput), o.Output.(*regOutput)
+		if v, ok := observed(in, out); ok {
+			if r, seen := firstSeen[v]; !seen || o.Return < r {
+				firstSeen[v] = o.Return
+			}
+		}
+		mentions(in, out, func(v string) { mentioned[v] = true })
+		if in.kind == regCASNotEq {
+			canDrop = false
+		}
+	}
+	kept := hist[:0]
+	dropped := 0
+	for _, o := range hist {
+		in := o.Input.(*regInput)
+		if in.indeterminate && in.unique && o.Return == never {
+			if r, ok := firstSeen[in.value]; ok {
+				o.Return = max(o.Call, r)
+			} else if canDrop && !mentioned[in.value] {
+				dropped++
+				continue
+			}
+		}
+		kept = append(kept, o)
+	}
+	return kept, dropped
+}
+
 // buildKey turns one key's records into porcupine operations sorted by call time, with
 // the indeterminate-write reductions applied (see CheckLinearizability). It returns how
-// many indeterminate writes were dropped as unobserved and a note when a read returned a
-// value no write put.
-func buildKey(ops []records.Op, idx []int32) (hist []porcupine.Operation, unobserved int, hint string) {
+// many indeterminate writes and cas were dropped as unobserved.
+func buildKey(ops []records.Op, idx []int32) (hist []porcupine.Operation, unobserved int) {
 	clients := map[string]int{}
 	clientID := func(c string) int {
 		id, ok := clients[c]
@@ -266,20 +414,7 @@ func buildKey(ops []records.Op, idx []int32) (hist []porcupine.Operation, unobse
 		}
 		return id
 	}
-	type valueInfo struct {
-		writes   int   // writes of this value
-		firstRet int64 // earliest return of a successful read of it
-		read     bool
-	}
-	values := map[string]*valueInfo{}
-	info := func(v string) *valueInfo {
-		vi := values[v]
-		if vi == nil {
-			vi = &valueInfo{firstRet: never}
-			values[v] = vi
-		}
-		return vi
-	}
+	writes := map[string]int{} // writes and cas of each value
 	// Records are in completion order; sort the indices (cheap) rather than the operations.
 	order := slices.Clone(idx)
 	slices.SortStableFunc(order, func(a, b int32) int { return cmp.Compare(ops[a].Submitted, ops[b].Submitted) })
@@ -294,56 +429,39 @@ func buildKey(ops []records.Op, idx []int32) (hist []porcupine.Operation, unobse
 			ret = call
 		}
 		in := &inputs[n]
-		in.op = op
-		if op.Kind == records.KindRead {
-			vi := info(op.Value)
-			vi.read = true
-			vi.firstRet = min(vi.firstRet, ret)
+		in.op, in.kind = op, kindOf(op)
+		out := noOutput
+		switch in.kind {
+		case regRead:
 			outputs[n].value = op.Value
-			hist = append(hist, porcupine.Operation{
-				ClientId: clientID(op.Client), Call: call, Return: ret, Input: in, Output: &outputs[n],
-			})
-			continue
+			out = &outputs[n]
+		case regCASFound:
+			outputs[n].value = *op.Current
+			out = &outputs[n]
 		}
-		info(op.Value).writes++
-		in.write, in.value = true, op.Value
-		states[n] = regState{value: op.Value, known: true}
-		in.state = &states[n]
-		if !op.OK() {
+		if in.kind != regRead {
+			in.expected = op.Expected
+		}
+		if in.kind.mutates() || op.Kind == records.KindCAS {
+			writes[op.Value]++
+			in.value = op.Value
+			states[n] = regState{value: op.Value, known: true}
+			in.state = &states[n]
+		}
+		if !op.OK() { // a failed write or cas (failed reads are not indexed)
 			in.indeterminate = true
 			ret = never
 		}
 		hist = append(hist, porcupine.Operation{
-			ClientId: clientID(op.Client), Call: call, Return: ret, Input: in, Output: noOutput,
+			ClientId: clientID(op.Client), Call: call, Return: ret, Input: in, Output: out,
 		})
 	}
-	kept := hist[:0]
 	for _, o := range hist {
-		in := o.Input.(*regInput)
-		if in.write {
-			in.unique = values[in.value].writes == 1
-		}
-		if in.indeterminate && in.unique { // reads of its value identify this write
-			vi := values[in.value]
-			if !vi.read {
-				unobserved++
-				continue
-			}
-			o.Return = max(o.Call, vi.firstRet)
-		}
-		kept = append(kept, o)
-	}
-	var unwritten []string
-	for v, vi := range values {
-		if vi.read && vi.writes == 0 && v != "" {
-			unwritten = append(unwritten, v)
+		if in := o.Input.(*regInput); in.state != nil {
+			in.unique = writes[in.value] == 1
 		}
 	}
-	if len(unwritten) > 0 {
-		sort.Strings(unwritten)
-		hint = fmt.Sprintf("a read of key %q returned %q, a value no recorded write put on that key", ops[idx[0]].Key, unwritten[0])
-	}
-	return kept, unobserved, hint
+	return reduce(hist)
 }
 
 // segment is an independently checkable piece of one key's history.
@@ -414,61 +532,51 @@ func cutSegments(key string, ops []porcupine.Operation, maxOps int) ([]*segment,
 	return segs, dropped
 }
 
+// maybe is o turned into an operation that may or may not have happened, at any time after
+// its call, with an outcome nobody knows: what a write or cas in flight at a cut is to
+// the segment on either side of it.
+func maybe(o porcupine.Operation) porcupine.Operation {
+	c := *o.Input.(*regInput)
+	c.indeterminate = true
+	if c.kind != regWrite {
+		c.kind = regCASMaybe
+	}
+	o.Input, o.Output, o.Return = &c, noOutput, never
+	return o
+}
+
 // window is the history of a sound segment of ops (sorted by call) from index lo to hi
-// (exclusive): writes called before ops[lo] and possibly still taking effect after its
-// call are carried over as indeterminate (and reduced, reduceCarried); reads in flight at
-// ops[hi]'s call are dropped, since they could see a write of the next segment. It
-// returns the history and how many reads it dropped.
+// (exclusive): writes and cas called before ops[lo] and possibly still taking effect after
+// its call are carried over as indeterminate (and reduced); reads, and cas that only
+// learnt something, in flight at ops[hi]'s call are dropped, since they could see a write
+// of the next segment, and a cas that swapped then is kept as one that may or may not
+// have (its compare could have seen that write too). It returns the history and how many
+// operations it dropped.
 func window(ops []porcupine.Operation, lo, hi int) ([]porcupine.Operation, int) {
 	var seg []porcupine.Operation
 	if lo > 0 {
 		cStart := ops[lo].Call
 		for _, o := range ops[:lo] {
-			if in := o.Input.(*regInput); in.write && o.Return >= cStart {
-				c := *in
-				c.indeterminate = true
-				o.Input = &c
-				o.Return = never
-				seg = append(seg, o)
+			if o.Input.(*regInput).kind.mutates() && o.Return >= cStart {
+				seg = append(seg, maybe(o))
 			}
 		}
 	}
 	dropped := 0
 	for _, o := range ops[lo:hi] {
-		if !o.Input.(*regInput).write && hi < len(ops) && o.Return >= ops[hi].Call {
-			dropped++
-			continue
+		if hi < len(ops) && o.Return >= ops[hi].Call {
+			switch k := o.Input.(*regInput).kind; {
+			case k == regCASSwap:
+				o = maybe(o)
+			case !k.mutates():
+				dropped++
+				continue
+			}
 		}
 		seg = append(seg, o)
 	}
-	return reduceCarried(seg), dropped
-}
-
-// reduceCarried applies the indeterminate-write reductions to writes carried into a
-// segment: a uniquely valued one (over the whole key) that no read in the segment returned
-// is dropped, an observed one returns by the first read of its value.
-func reduceCarried(seg []porcupine.Operation) []porcupine.Operation {
-	firstRead := map[string]int64{}
-	for _, o := range seg {
-		if in := o.Input.(*regInput); !in.write {
-			v := o.Output.(*regOutput).value
-			if r, ok := firstRead[v]; !ok || o.Return < r {
-				firstRead[v] = o.Return
-			}
-		}
-	}
-	kept := seg[:0]
-	for _, o := range seg {
-		if in := o.Input.(*regInput); in.indeterminate && o.Return == never && in.unique {
-			r, ok := firstRead[in.value]
-			if !ok {
-				continue
-			}
-			o.Return = max(o.Call, r)
-		}
-		kept = append(kept, o)
-	}
-	return kept
+	seg, _ = reduce(seg)
+	return seg, dropped
 }
 
 func newSegment(key string, index int, ops []porcupine.Operation, wildcard bool) *segment {
@@ -488,23 +596,50 @@ func newSegment(key string, index int, ops []porcupine.Operation, wildcard bool)
 // segAborted marks a segment whose search was stopped by the memory bound.
 const segAborted porcupine.CheckResult = "aborted"
 
+// unknownState is the register's value at the start of a later segment.
+var unknownState = &regState{}
+
 // registerModel is a single register (porcupine checks each segment alone). abort, when
 // set, makes every step fail so that porcupine unwinds quickly; the caller then ignores the
 // verdict. That is how the memory bound stops a search porcupine's own timeout would let
 // run on.
+//
+// From the unknown value a read or a failed compare learns the value; a cas that swapped
+// leaves its new value, and what nothing pins down stays unknown: a failed compare that
+// found "not expected", and a cas that may or may not have happened (from a known value it
+// takes effect when the compare holds, which is what it would have done; not happening at
+// all is linearizing it last).
 func registerModel(wildcard bool, abort *atomic.Bool) porcupine.Model {
 	seed := maphash.MakeSeed()
 	return porcupine.Model{
-		Init: func() any { return &regState{known: !wildcard} },
+		Init: func() any {
+			if wildcard {
+				return unknownState
+			}
+			return &regState{known: true}
+		},
 		Step: func(state, input, output any) (bool, any) {
 			if abort != nil && abort.Load() {
 				return false, state
 			}
 			st, in := state.(*regState), input.(*regInput)
-			if in.write {
+			switch in.kind {
+			case regWrite:
 				return true, in.state
+			case regCASSwap:
+				return !st.known || st.value == in.expected, in.state
+			case regCASMaybe:
+				if st.known && st.value == in.expected {
+					return true, in.state
+				}
+				return true, st
+			case regCASNotEq:
+				return !st.known || st.value != in.expected, st
 			}
 			out := output.(*regOutput).value
+			if in.kind == regCASFound && out == in.expected {
+				return false, st // it found the value it compared with, and did not swap
+			}
 			if !st.known {
 				return true, &regState{value: out, known: true}
 			}
@@ -519,29 +654,14 @@ func registerModel(wildcard bool, abort *atomic.Bool) porcupine.Model {
 			return maphash.String(seed, st.value) | 1
 		},
 		DescribeOperation: func(input, output any) string {
-			in := input.(*regInput)
-			if in.write {
-				s := fmt.Sprintf("put(%s, %s)", in.op.Key, in.value)
-				if in.indeterminate {
-					s += " ?" // may or may not have happened
-				}
-				return s
-			}
-			v := output.(*regOutput).value
-			if v == "" {
-				v = "absent"
-			}
-			return fmt.Sprintf("get(%s) → %s", in.op.Key, v)
+			return describeOp(input.(*regInput), output.(*regOutput))
 		},
 		DescribeState: func(state any) string {
 			st := state.(*regState)
-			switch {
-			case !st.known:
+			if !st.known {
 				return "unknown"
-			case st.value == "":
-				return "absent"
 			}
-			return st.value
+			return valueName(st.value)
 		},
 		DescribeOperationMetadata: func(info any) string {
 			op, ok := info.(*records.Op)
@@ -551,6 +671,41 @@ func registerModel(wildcard bool, abort *atomic.Bool) porcupine.Model {
 			return fmt.Sprintf("client %s → %s, sent %.6fs, done %.6fs, result %s", op.Client, op.Target, op.Submitted, op.Completed, op.Result)
 		},
 	}
+}
+
+// valueName shows a value id, "absent" for the initial state.
+func valueName(v string) string {
+	if v == "" {
+		return "absent"
+	}
+	return v
+}
+
+// describeOp writes an operation as the visualisation and the summary show it:
+// put(k, v), get(k) → v, cas(k, e→v) ✓ (swapped), ✗ found c, ✗ (found something else), ?
+// (may or may not have happened).
+func describeOp(in *regInput, out *regOutput) string {
+	key := in.op.Key
+	switch in.kind {
+	case regRead:
+		return fmt.Sprintf("get(%s) → %s", key, valueName(out.value))
+	case regWrite:
+		s := fmt.Sprintf("put(%s, %s)", key, in.value)
+		if in.indeterminate {
+			s += " ?" // may or may not have happened
+		}
+		return s
+	}
+	s := fmt.Sprintf("cas(%s, %s→%s)", key, valueName(in.expected), in.value)
+	switch in.kind {
+	case regCASSwap:
+		return s + " ✓"
+	case regCASFound:
+		return s + " ✗ found " + valueName(out.value)
+	case regCASNotEq:
+		return s + " ✗"
+	}
+	return s + " ?"
 }
 
 // keyOutcome is what checking one key found.
@@ -563,7 +718,6 @@ type keyOutcome struct {
 	unobserved  int
 	opsChecked  int
 	illegal     *segment
-	hint        string
 }
 
 // checkKeys checks every key on GOMAXPROCS workers, segment after segment, until all are
@@ -637,10 +791,10 @@ func checkKeys(ops []records.Op, ix *historyIndex, opts Options, deadline time.T
 				}
 				key := ix.keys[i]
 				o := &outs[i]
-				hist, unobserved, hint := buildKey(ops, ix.byKey[key])
+				hist, unobserved := buildKey(ops, ix.byKey[key])
 				segs, dropped := cutSegments(key, hist, opts.MaxOpsPerSegment)
 				hist = nil
-				o.built, o.segments, o.readsAtCuts, o.unobserved, o.hint = true, len(segs), dropped, unobserved, hint
+				o.built, o.segments, o.readsAtCuts, o.unobserved = true, len(segs), dropped, unobserved
 				for si, s := range segs {
 					if stop.Load() || time.Until(deadline) <= 0 {
 						break
@@ -685,44 +839,25 @@ func heapBytes() uint64 {
 	return heapSample[0].Value.Uint64()
 }
 
-// shrinkViolation looks for a small window of an illegal segment that is illegal on its
-// own, so the visualisation shows the problem rather than thousands of operations. It
-// returns the piece to visualise and a description of it.
-func shrinkViolation(s *segment, deadline time.Time) (*segment, string) {
+// shrinkViolation looks for the smallest window of an illegal segment that is illegal on
+// its own, so the visualisation shows the problem rather than thousands of operations:
+// windows of growing size around stuck, the first operation (by call) outside porcupine's
+// longest partial linearization (stuckAt; -1 = not known yet). It returns the piece to
+// visualise and a description of it.
+func shrinkViolation(s *segment, stuck int, deadline time.Time) (*segment, string) {
 	whole := fmt.Sprintf("key %q, t=%.3f–%.3fs (%d operations)", s.key, s.from, s.to, len(s.ops))
-	if len(s.ops) <= 200 {
+	if len(s.ops) <= 8 {
 		return s, whole
 	}
-	// Where porcupine got stuck: the first operation (by call) outside its longest partial
-	// linearization.
-	res, info := porcupine.CheckOperationsVerbose(registerModel(s.wildcard, nil), s.ops, time.Until(deadline))
-	if res != porcupine.Illegal {
-		return s, whole
+	if stuck < 0 {
+		stuck, _ = stuckAt(s, deadline)
 	}
-	stuck := 0
-	if parts := info.PartialLinearizations(); len(parts) > 0 {
-		in := make([]bool, len(s.ops))
-		longest := []int(nil)
-		for _, p := range parts[0] {
-			if len(p) > len(longest) {
-				longest = p
-			}
-		}
-		for _, id := range longest {
-			in[id] = true
-		}
-		for i := range s.ops {
-			if !in[i] {
-				stuck = i
-				break
-			}
-		}
-	}
-	for _, half := range []int{50, 200, 1000} {
+	for _, half := range []int{2, 4, 8, 16, 32, 64, 128, 256, 1024} {
 		if time.Now().After(deadline) {
 			break
 		}
-		lo, hi := max(stuck-half, 0), min(stuck+half, len(s.ops))
+		// Mostly before the stuck operation: what it contradicts happened earlier.
+		lo, hi := max(stuck-2*half, 0), min(stuck+half/2+1, len(s.ops))
 		if lo == 0 && hi == len(s.ops) {
 			break
 		}

@@ -414,3 +414,75 @@ func TestAnalyzeViolationThenReanalysis(t *testing.T) {
 		t.Errorf("stale visualisation left behind: %v", err)
 	}
 }
+
+// A run with cas analysed offline (what dt report does): a healthy history checks ok and
+// counts its cas; one with a double swap and a stale read is a violation in summary.json,
+// report.html and the console summary, one line per kind, each naming its key and ops.
+func TestAnalyzeCASRun(t *testing.T) {
+	s := leaderRun()
+	s.keys, s.casRatio = 2, 0.2
+	_, sum := analyzed(t, s)
+	if sum.Linearizability.Result != LinOK || sum.Ops.CAS < 1000 || sum.Ops.CASSwapped == 0 {
+		t.Fatalf("healthy cas run: %+v %+v", sum.Ops, sum.Linearizability)
+	}
+
+	ops := s.ops()
+	// Make a later cas swap from the value an earlier swapped cas replaced, and a late read
+	// return an early value.
+	var first *records.Op
+	doubled, staled := false, false
+	for i := range ops {
+		o := &ops[i]
+		switch {
+		case o.Kind == records.KindCAS && o.Swapped && first == nil && o.Submitted > 5:
+			first = o
+		case !doubled && first != nil && o.Kind == records.KindCAS && o.OK() && o.Key == first.Key && o.Submitted > first.Completed+1:
+			o.Expected, o.Swapped, o.Current = first.Expected, true, nil
+			doubled = true
+		case !staled && first != nil && o.Kind == records.KindRead && o.OK() && o.Key == first.Key && o.Submitted > 25:
+			o.Value = first.Value
+			staled = true
+		}
+	}
+	if !doubled || !staled {
+		t.Fatal("could not plant the violations")
+	}
+	dir := runDir(t)
+	writeRun(t, dir, s.config(), ops, s.events())
+	sum, err := Analyze(dir, Options{CheckTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := sum.Linearizability
+	kinds := map[string]bool{}
+	for _, v := range l.Violations {
+		kinds[v.Kind] = true
+	}
+	if l.Result != LinViolation || !kinds[ViolationDoubleCAS] || !kinds[ViolationStaleRead] || l.Visualization == "" {
+		t.Fatalf("%+v", l)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, records.SummaryFile))
+	if !bytes.Contains(b, []byte(`"kind": "two cas swapped from one value"`)) {
+		t.Errorf("summary.json lacks the violation kinds:\n%s", b)
+	}
+	html, _ := os.ReadFile(filepath.Join(dir, records.ReportFile))
+	if !bytes.Contains(html, []byte("two cas swapped from one value")) || !bytes.Contains(html, []byte("cas(")) {
+		t.Error("report.html does not list the violations")
+	}
+	out := FormatSummary(sum)
+	t.Logf("\n%s", out)
+	var lines []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "  ") && strings.Contains(line, "first on key") {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) != len(l.Violations) || !strings.Contains(out, "linearizability: VIOLATION") {
+		t.Fatalf("want one line per violation kind:\n%s", out)
+	}
+	for _, line := range lines {
+		if !strings.Contains(line, `key "`+first.Key+`"`) || !strings.Contains(line, "(") {
+			t.Errorf("line does not name the key and operations: %s", line)
+		}
+	}
+}

@@ -23,6 +23,7 @@ type synth struct {
 	keys         int
 	clients      int
 	readRatio    float64
+	casRatio     float64 // of the rest, cas (compared with the value now or the one before)
 	latencyMS    float64 // mean latency of a successful op
 	faultStart   float64 // 0: no fault
 	faultEnd     float64
@@ -51,9 +52,13 @@ func (s synth) ops() []records.Op {
 			Client: c, Key: fmt.Sprint(rng.IntN(max(s.keys, 1))),
 			ExpectedStart: t, Submitted: t + 0.0001, Target: fmt.Sprintf("10.0.0.%d:2379", 1+i%3),
 		}}
-		if rng.Float64() < s.readRatio {
+		switch u := rng.Float64(); {
+		case u < s.readRatio:
 			o.Kind = records.KindRead
-		} else {
+		case u < s.readRatio+s.casRatio:
+			o.Kind = records.KindCAS
+			o.Value = fmt.Sprintf("%s-%d", c, i)
+		default:
 			o.Kind = records.KindWrite
 			o.Value = fmt.Sprintf("%s-%d", c, i)
 		}
@@ -84,16 +89,32 @@ func (s synth) ops() []records.Op {
 		byPoint[i] = i
 	}
 	sort.SliceStable(byPoint, func(i, j int) bool { return all[byPoint[i]].point < all[byPoint[j]].point })
-	state := map[string]string{}
+	state, previous := map[string]string{}, map[string]string{}
+	crng := rand.New(rand.NewPCG(s.seed, 100))
 	for _, i := range byPoint {
 		o := &all[i]
+		if o.Kind == records.KindCAS {
+			o.Expected = state[o.Key]
+			if crng.IntN(3) == 0 {
+				o.Expected = previous[o.Key]
+			}
+		}
 		if o.point == inf {
 			continue
 		}
-		if o.Kind == records.KindWrite {
-			state[o.Key] = o.Value
-		} else {
+		switch o.Kind {
+		case records.KindWrite:
+			previous[o.Key], state[o.Key] = state[o.Key], o.Value
+		case records.KindRead:
 			o.Value = state[o.Key]
+		case records.KindCAS:
+			cur := state[o.Key]
+			if cur == o.Expected {
+				previous[o.Key], state[o.Key] = cur, o.Value
+				o.Swapped = o.OK()
+			} else if o.OK() {
+				o.Current = &cur
+			}
 		}
 	}
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Completed < all[j].Completed })

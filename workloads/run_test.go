@@ -111,7 +111,7 @@ func (f *fakeKV) CompareAndSet(ctx context.Context, key, old, new string) (CASRe
 // plainKV is a KV without any optional capability.
 type plainKV struct{ f *fakeKV }
 
-func (p plainKV) Put(ctx context.Context, k, v string) error             { return p.f.Put(ctx, k, v) }
+func (p plainKV) Put(ctx context.Context, k, v string) error              { return p.f.Put(ctx, k, v) }
 func (p plainKV) Get(ctx context.Context, k string) (string, bool, error) { return p.f.Get(ctx, k) }
 func (p plainKV) Target() string                                          { return "" }
 func (p plainKV) Close() error                                            { return nil }

@@ -42,23 +42,22 @@ type TargetedKV interface {
 // meaningless, because 0 is a legitimate max key (one key) and payload size (the bare
 // value id).
 type Spec struct {
-	Name          string   `json:"name"`                 // generator: "uniform" | "zipfian"
-	Client        string   `json:"client"`               // client name recorded on every op, e.g. "c1"
-	Rate          float64  `json:"rate"`                 // this client's ops/s (the controller splits --rate)
-	Arrival       string   `json:"arrival"`              // "uniform" | "poisson"
-	Duration      float64  `json:"duration"`             // seconds of load, counted from the moment Run starts its schedule
-	StartUnixNano int64    `json:"start_unix_nano"`      // the run's time zero; op times are relative to it (0: Run's own start)
-	MaxKey        int      `json:"max_key"`              // keys in [0, MaxKey]
-	PayloadSize   int      `json:"payload_size"`         // bytes per written value (at least the value id)
-	Mix           Mix      `json:"mix"`                  // weight of each op kind (read, write, cas)
-	// ReadConsistency is how reads are made: ReadLinearizable ("" too) or ReadSerializable.
-	ReadConsistency string `json:"read_consistency,omitempty"`
-	MaxInflight   int      `json:"max_inflight"`         // outstanding ops cap; due ops beyond it are recorded as overload
-	OpTimeout     float64  `json:"op_timeout"`           // seconds before an op is abandoned
-	Seed          int64    `json:"seed"`                 // makes keys, mix and arrivals reproducible (mixed with Client)
-	System        string   `json:"system"`               // which system's client to build (systems registry)
-	Endpoints     []string `json:"endpoints"`            // client URLs this client may use
-	ZipfTheta     float64  `json:"zipf_theta,omitempty"` // zipfian skew in (0,1); 0 = DefaultZipfTheta
+	Name            string   `json:"name"`                       // generator: "uniform" | "zipfian"
+	Client          string   `json:"client"`                     // client name recorded on every op, e.g. "c1"
+	Rate            float64  `json:"rate"`                       // this client's ops/s (the controller splits --rate)
+	Arrival         string   `json:"arrival"`                    // "uniform" | "poisson"
+	Duration        float64  `json:"duration"`                   // seconds of load, counted from the moment Run starts its schedule
+	StartUnixNano   int64    `json:"start_unix_nano"`            // the run's time zero; op times are relative to it (0: Run's own start)
+	MaxKey          int      `json:"max_key"`                    // keys in [0, MaxKey]
+	PayloadSize     int      `json:"payload_size"`               // bytes per written value (at least the value id)
+	Mix             Mix      `json:"mix"`                        // weight of each op kind (read, write, cas)
+	ReadConsistency string   `json:"read_consistency,omitempty"` // ReadLinearizable ("" too) or ReadSerializable
+	MaxInflight     int      `json:"max_inflight"`               // outstanding ops cap; due ops beyond it are recorded as overload
+	OpTimeout       float64  `json:"op_timeout"`                 // seconds before an op is abandoned
+	Seed            int64    `json:"seed"`                       // makes keys, mix and arrivals reproducible (mixed with Client)
+	System          string   `json:"system"`                     // which system's client to build (systems registry)
+	Endpoints       []string `json:"endpoints"`                  // client URLs this client may use
+	ZipfTheta       float64  `json:"zipf_theta,omitempty"`       // zipfian skew in (0,1); 0 = DefaultZipfTheta
 }
 
 // Defaults, as in reckon (python -m reckon ... --rate 100 --max-key 1 --payload-size 10
