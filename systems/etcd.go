@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -192,7 +193,8 @@ var reconnect = grpc.WithConnectParams(grpc.ConnectParams{
 
 // NewKV builds one clientv3.Client per endpoint and sends each operation to the next
 // endpoint in turn, so that the record can say where every operation went (a single
-// multi-endpoint client balances internally and does not tell). Reads are linearizable.
+// multi-endpoint client balances internally and does not tell). Reads are linearizable
+// unless SetReadConsistency says serializable; CompareAndSet is a Txn.
 //
 // Each operation is bounded by opTimeout (and by its context). What clientv3 itself
 // still does, and we keep because real etcd clients do it: calls wait for the
@@ -224,13 +226,42 @@ func (e *etcd) NewKV(endpoints []string, opTimeout time.Duration) (workloads.KV,
 	return kv, nil
 }
 
-// etcdKV implements workloads.TargetedKV: round robin over the endpoints with a circuit
-// breaker per endpoint (balancer).
+// etcdKV implements workloads.TargetedKV, CASKV and ReadConsistencyKV: round robin over
+// the endpoints with a circuit breaker per endpoint (balancer).
 type etcdKV struct {
 	*balancer
 	endpoints []string
 	clients   []*clientv3.Client
 	timeout   time.Duration
+	// serializable makes Get read the member's own state (clientv3.WithSerializable)
+	// instead of a quorum read.
+	serializable atomic.Bool
+}
+
+// ClientFeatures: the etcd client compare-and-sets (a Txn) and reads linearizably or
+// serializably.
+func (e *etcd) ClientFeatures() workloads.Features {
+	return workloads.Features{CAS: true, ReadConsistencies: etcdReadConsistencies}
+}
+
+var etcdReadConsistencies = []string{workloads.ReadLinearizable, workloads.ReadSerializable}
+
+// ReadConsistencies lists what SetReadConsistency accepts.
+func (k *etcdKV) ReadConsistencies() []string { return etcdReadConsistencies }
+
+// SetReadConsistency makes later reads linearizable (a quorum read through the leader,
+// etcd's default) or serializable (served by the member the read goes to from its own
+// state: a member cut off from the leader answers with what it had).
+func (k *etcdKV) SetReadConsistency(level string) error {
+	switch level {
+	case workloads.ReadLinearizable, "":
+		k.serializable.Store(false)
+	case workloads.ReadSerializable:
+		k.serializable.Store(true)
+	default:
+		return fmt.Errorf("etcd client: read consistency %q: valid: %s", level, strings.Join(etcdReadConsistencies, ", "))
+	}
+	return nil
 }
 
 func (k *etcdKV) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -256,7 +287,11 @@ func (k *etcdKV) GetTarget(ctx context.Context, key string) (string, bool, strin
 	i := k.pick()
 	ctx, cancel := k.opContext(ctx)
 	defer cancel()
-	resp, err := k.clients[i].Get(ctx, key)
+	var opts []clientv3.OpOption
+	if k.serializable.Load() {
+		opts = append(opts, clientv3.WithSerializable())
+	}
+	resp, err := k.clients[i].Get(ctx, key, opts...)
 	if err != nil {
 		k.failed(i)
 		return "", false, k.endpoints[i], fmt.Errorf("etcd get: %w", err)
@@ -266,6 +301,39 @@ func (k *etcdKV) GetTarget(ctx context.Context, key string) (string, bool, strin
 		return "", false, k.endpoints[i], nil
 	}
 	return string(resp.Kvs[0].Value), true, k.endpoints[i], nil
+}
+
+// CompareAndSet is one Txn: if the key holds old (old "" : the key does not exist, its
+// create revision is 0) put new, else read the key, so a failed compare reports the
+// value it found in the same atomic step.
+//
+// Equivalent to: etcdctl txn <<< $'value("KEY") = "OLD"\n\nput KEY NEW\n\nget KEY\n'
+func (k *etcdKV) CompareAndSet(ctx context.Context, key, old, new string) (workloads.CASResult, error) {
+	i := k.pick()
+	res := workloads.CASResult{Target: k.endpoints[i]}
+	ctx, cancel := k.opContext(ctx)
+	defer cancel()
+	cmp := clientv3.Compare(clientv3.Value(key), "=", old)
+	if old == "" {
+		cmp = clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
+	}
+	resp, err := k.clients[i].Txn(ctx).If(cmp).Then(clientv3.OpPut(key, new)).Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
+		k.failed(i)
+		return res, fmt.Errorf("etcd txn: %w", err)
+	}
+	k.succeeded(i)
+	if resp.Succeeded {
+		res.Swapped = true
+		return res, nil
+	}
+	res.Known = true
+	if len(resp.Responses) == 1 {
+		if r := resp.Responses[0].GetResponseRange(); r != nil && len(r.Kvs) > 0 {
+			res.Current = string(r.Kvs[0].Value)
+		}
+	}
+	return res, nil
 }
 
 func (k *etcdKV) Put(ctx context.Context, key, value string) error {

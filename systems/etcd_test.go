@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -241,5 +242,78 @@ func TestEtcdSnapshotIndexReadsTheNewestSnapFile(t *testing.T) {
 	}
 	if i, err := e.SnapshotIndex(dir); err != nil || i != 0xc9 {
 		t.Errorf("SnapshotIndex = %d, %v; want 201", i, err)
+	}
+}
+
+// Compare-and-set and serializable reads against a real 3-member etcd: a cas from absent
+// swaps once, a cas from a stale value reports the value it found, the declared features
+// are the client's; with two members killed the survivor still answers serializable
+// reads (from its own state) while linearizable ones fail.
+func TestEtcdCASAndReadConsistency(t *testing.T) {
+	etcd := lookup(t, "etcd")
+	lc := systemstest.Start(t, etcd, 3, nil)
+	t.Cleanup(systems.CloseStatusConns)
+	leader, _ := lc.MustWaitLeader(30 * time.Second)
+
+	kv, err := etcd.NewKV(lc.Endpoints(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kv.Close()
+	f := systems.Features(etcd)
+	if got := workloads.FeaturesOf(kv); !f.CAS || !slices.Equal(got.ReadConsistencies, f.ReadConsistencies) || got.CAS != f.CAS {
+		t.Fatalf("declared %+v, the client offers %+v", f, got)
+	}
+	ckv := kv.(workloads.CASKV)
+	ctx := context.Background()
+	for _, step := range []struct {
+		old, new string
+		want     workloads.CASResult
+	}{
+		{"", "a", workloads.CASResult{Swapped: true}},
+		{"", "b", workloads.CASResult{Known: true, Current: "a"}}, // no longer absent
+		{"a", "c", workloads.CASResult{Swapped: true}},
+		{"a", "d", workloads.CASResult{Known: true, Current: "c"}},
+	} {
+		got, err := ckv.CompareAndSet(ctx, "cas", step.old, step.new)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Target == "" {
+			t.Errorf("cas(%q→%q) names no target", step.old, step.new)
+		}
+		got.Target = ""
+		if got != step.want {
+			t.Errorf("cas(%q→%q) = %+v, want %+v", step.old, step.new, got, step.want)
+		}
+	}
+	if v, _, err := kv.Get(ctx, "cas"); err != nil || v != "c" {
+		t.Fatalf("after the cas: %q %v", v, err)
+	}
+	if err := kv.(workloads.ReadConsistencyKV).SetReadConsistency("eventual"); err == nil {
+		t.Error("an unknown read consistency was accepted")
+	}
+
+	// Pin a client to a follower, kill the other two: no quorum is left.
+	survivor := (leader + 1) % 3
+	one, err := etcd.NewKV(lc.Endpoints()[survivor:survivor+1], 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	for i := range 3 {
+		if i != survivor {
+			lc.Kill(i)
+		}
+	}
+	rc := one.(workloads.ReadConsistencyKV)
+	if _, _, err := one.Get(ctx, "cas"); err == nil {
+		t.Error("a linearizable read without a quorum succeeded")
+	}
+	if err := rc.SetReadConsistency(workloads.ReadSerializable); err != nil {
+		t.Fatal(err)
+	}
+	if v, found, err := one.Get(ctx, "cas"); err != nil || !found || v != "c" {
+		t.Errorf("serializable read on the survivor: %q %v %v", v, found, err)
 	}
 }

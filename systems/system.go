@@ -259,6 +259,24 @@ type Porter interface {
 	Ports() []int
 }
 
+// ClientFeatured is implemented by a System whose client (NewKV's) does more than Put
+// and a linearizable Get: compare-and-set (workloads.CASKV), other read consistencies
+// (workloads.ReadConsistencyKV). It declares them so that a run asking for one its
+// system lacks is refused before anything is created; the agent checks the client itself
+// again (workloads.CheckKV). A test per system keeps the two in step.
+type ClientFeatured interface {
+	ClientFeatures() workloads.Features
+}
+
+// Features is what sys's client offers beyond Put and a linearizable Get (nothing, for a
+// System that does not implement ClientFeatured).
+func Features(sys System) workloads.Features {
+	if f, ok := sys.(ClientFeatured); ok {
+		return f.ClientFeatures()
+	}
+	return workloads.Features{}
+}
+
 // Snapshotter is an optional capability of a System: the raft index of the newest
 // snapshot in a member's data dir (0 when there is none), and how many entries the
 // member keeps in its log after a snapshot for slow followers.
