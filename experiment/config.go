@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/dtlab/dt/faults"
+	"github.com/dtlab/dt/records"
 	"github.com/dtlab/dt/shaping"
+	"github.com/dtlab/dt/systems"
 	"github.com/dtlab/dt/topology"
 	"github.com/dtlab/dt/workloads"
 )
@@ -35,7 +37,9 @@ type Config struct {
 	Arrival         string  `json:"arrival_process"`
 	MaxKey          int     `json:"max_key"`
 	PayloadSize     int     `json:"payload_size"`
-	WriteRatio      float64 `json:"write_ratio"`
+	WriteRatio      float64 `json:"write_ratio"`      // --write-ratio W, shorthand for Ops read=1-W,write=W; < 0 = not given
+	Ops             string  `json:"ops"`              // op mix as weights, "read=40,write=40,cas=20"; "" = WriteRatio's, or the system's default (OpMix)
+	ReadConsistency string  `json:"read_consistency"` // linearizable | serializable
 	MaxInflight     int     `json:"max_inflight"`
 	OpTimeout       float64 `json:"op_timeout"`
 	ClientEndpoints string  `json:"client_endpoints"` // all | one
@@ -104,8 +108,8 @@ func Defaults() Config {
 	return Config{
 		System: "etcd", Topology: "simple", Workload: "uniform", Fault: "none",
 		Nodes: 3, Clients: 1, Datapath: "auto",
-		Duration: 60, Rate: 100, Arrival: "uniform", MaxKey: 1, PayloadSize: 10, WriteRatio: 1.0,
-		MaxInflight: workloads.DefaultMaxInflight, OpTimeout: workloads.DefaultOpTimeout, ClientEndpoints: "all",
+		Duration: 60, Rate: 100, Arrival: "uniform", MaxKey: 1, PayloadSize: 10, WriteRatio: -1,
+		ReadConsistency: workloads.ReadLinearizable, MaxInflight: workloads.DefaultMaxInflight, OpTimeout: workloads.DefaultOpTimeout, ClientEndpoints: "all",
 		FailureTimeout: 1.0, MTBF: 1.0, KillN: 1, KillTarget: "leader", Disk: DiskPlain,
 		Shaper: shaping.NameAuto, FaultDelay: "100ms", FaultLoss: 10, FaultRate: "1mbit",
 		ResultsRoot: "results", CheckTimeout: 30,
@@ -148,12 +152,53 @@ func (c Config) BuildOptions() (topology.BuildOptions, error) {
 	return o, err
 }
 
+// OpMix is the run's op mix: Ops when given, else WriteRatio's when given, else the
+// default: workloads.DefaultMix (read=40,write=40,cas=20) where the system's client can
+// compare-and-set, DefaultMixNoCAS (read=50,write=50) where it cannot. Ops and
+// WriteRatio both given must agree on the share of writes.
+func (c Config) OpMix() (workloads.Mix, error) {
+	given := c.WriteRatio >= 0
+	if given && !(c.WriteRatio <= 1) || math.IsNaN(c.WriteRatio) {
+		return workloads.Mix{}, fmt.Errorf("--write-ratio %v: must be in [0, 1] (the share of writes; the rest are reads)", c.WriteRatio)
+	}
+	switch {
+	case c.Ops != "":
+		m, err := workloads.ParseMix(c.Ops)
+		if err != nil {
+			return m, fmt.Errorf("--ops: %w", err)
+		}
+		if given && math.Abs(m.Share(records.KindWrite)-c.WriteRatio) > 1e-9 {
+			return m, fmt.Errorf("--ops %s and --write-ratio %v disagree on the share of writes: give one of them", c.Ops, c.WriteRatio)
+		}
+		return m, nil
+	case given:
+		return workloads.WriteMix(c.WriteRatio), nil
+	}
+	if sys, err := systems.Lookup(c.System); err == nil && !systems.Features(sys).CAS {
+		return workloads.DefaultMixNoCAS, nil
+	}
+	return workloads.DefaultMix, nil
+}
+
+// withOpMix records the mix the run uses in Ops and its share of writes in WriteRatio,
+// for config.json (an invalid mix is left as it is, for Validate to report).
+func (c Config) withOpMix() Config {
+	if m, err := c.OpMix(); err == nil {
+		c.Ops, c.WriteRatio = m.String(), m.Share(records.KindWrite)
+	}
+	return c
+}
+
 // clientSpec is client name's share of the workload: the rate split evenly.
 func (c Config) clientSpec(name string, startUnixNano int64, endpoints []string) workloads.Spec {
+	mix, err := c.OpMix()
+	if err != nil {
+		mix = workloads.DefaultMixNoCAS // Validate reports the error
+	}
 	s := workloads.Spec{
 		Name: c.Workload, Client: name, Rate: c.Rate / float64(max(1, c.Clients)), Arrival: c.Arrival,
 		Duration: c.Duration, StartUnixNano: startUnixNano, MaxKey: c.MaxKey, PayloadSize: c.PayloadSize,
-		Mix: workloads.WriteMix(c.WriteRatio), MaxInflight: c.MaxInflight, OpTimeout: c.OpTimeout,
+		Mix: mix, ReadConsistency: c.ReadConsistency, MaxInflight: c.MaxInflight, OpTimeout: c.OpTimeout,
 		Seed: c.Seed + int64(hash(name)), System: c.System, Endpoints: endpoints,
 	}
 	return s.WithDefaults()

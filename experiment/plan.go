@@ -179,6 +179,8 @@ func (c Config) resolve(run, probe bool) (*Plan, error) {
 			p.Cluster.Caps = nil
 		}
 	}
+	_, mixErr := c.OpMix()
+	add(mixErr)
 	params, perr := c.FaultParams()
 	add(perr)
 	p.Params = params
@@ -230,11 +232,17 @@ func (c Config) resolve(run, probe bool) (*Plan, error) {
 	if c.FailureTimeout <= 0 {
 		add(fmt.Errorf("--failure-timeout %v: must be > 0 seconds", c.FailureTimeout))
 	}
-	add(workloads.ValidateSpec(c.clientSpec("c1", 0, nil)))
+	if err := workloads.ValidateSpec(c.clientSpec("c1", 0, nil)); err != nil {
+		add(err)
+	} else if p.System != nil && mixErr == nil {
+		// what the system's client lacks (cas, a read consistency) is refused here, not by
+		// the agent once everything is up
+		add(systems.Features(p.System).Check(c.clientSpec("c1", 0, nil)))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	p.Config = c
+	p.Config = c.withOpMix() // config.json says which mix ran
 	return p, nil
 }
 

@@ -753,7 +753,7 @@ func (a *analysis) recovery(f FaultWindow, before *WindowStats) Recovery {
 var titleKeys = []string{"system", "topology", "workload", "fault"}
 
 // Config keys shown after the title.
-var paramKeys = []string{"rate", "number_nodes", "number_clients", "duration", "seed"}
+var paramKeys = []string{"rate", "number_nodes", "number_clients", "duration", "seed", "ops", "read_consistency"}
 
 // runTitle names a run from its config ("etcd simple uniform leader") and returns the
 // parameters it used; without a config it falls back on the run directory's name.
@@ -787,6 +787,12 @@ func runTitle(run *records.Run) (string, map[string]any) {
 	var extra []string
 	if v, ok := params["rate"]; ok {
 		extra = append(extra, formatValue(v)+" ops/s")
+	}
+	if v, ok := params["ops"]; ok && formatValue(v) != "" {
+		extra = append(extra, formatValue(v))
+	}
+	if v, ok := params["read_consistency"]; ok && formatValue(v) != "" && formatValue(v) != "linearizable" {
+		extra = append(extra, formatValue(v)+" reads")
 	}
 	if v, ok := params["number_nodes"]; ok {
 		extra = append(extra, formatValue(v)+" nodes")

@@ -55,6 +55,8 @@ var params = []param{
 	{name: "max-key", field: func(c *experiment.Config) any { return &c.MaxKey }},
 	{name: "payload-size", field: func(c *experiment.Config) any { return &c.PayloadSize }},
 	{name: "write-ratio", field: func(c *experiment.Config) any { return &c.WriteRatio }},
+	{name: "ops", field: func(c *experiment.Config) any { return &c.Ops }},
+	{name: "read-consistency", field: func(c *experiment.Config) any { return &c.ReadConsistency }},
 	{name: "max-inflight", field: func(c *experiment.Config) any { return &c.MaxInflight }},
 	{name: "op-timeout", field: func(c *experiment.Config) any { return &c.OpTimeout }},
 	{name: "client-endpoints", field: func(c *experiment.Config) any { return &c.ClientEndpoints }},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/dtlab/dt/experiment"
@@ -26,7 +27,10 @@ func registerRunFlags(c *cobra.Command, cfg *experiment.Config) {
 	f.StringVar(&cfg.Arrival, "arrival-process", cfg.Arrival, "uniform | poisson")
 	f.IntVar(&cfg.MaxKey, "max-key", cfg.MaxKey, "keys are uniform in [0, max-key]")
 	f.IntVar(&cfg.PayloadSize, "payload-size", cfg.PayloadSize, "bytes per written value")
-	f.Float64Var(&cfg.WriteRatio, "write-ratio", cfg.WriteRatio, "fraction of writes; the rest are reads")
+	f.StringVar(&cfg.Ops, "ops", cfg.Ops, "op mix as weights of "+strings.Join(workloads.OpKinds(), ", ")+" (default "+workloads.DefaultMix.String()+"; "+workloads.DefaultMixNoCAS.String()+" on a system without cas)")
+	f.Var(&optionalRatio{&cfg.WriteRatio}, "write-ratio", "shorthand for --ops read=1-W,write=W")
+	c.MarkFlagsMutuallyExclusive("ops", "write-ratio")
+	f.StringVar(&cfg.ReadConsistency, "read-consistency", cfg.ReadConsistency, "how reads are made: "+strings.Join(workloads.ReadConsistencies(), " | ")+" (etcd: serializable reads are served by the member the client talks to, from its own state)")
 	f.IntVar(&cfg.MaxInflight, "max-inflight", cfg.MaxInflight, "outstanding ops per client; due ops beyond it are recorded as overload")
 	f.Float64Var(&cfg.OpTimeout, "op-timeout", cfg.OpTimeout, "seconds before an op is abandoned")
 	f.StringVar(&cfg.ClientEndpoints, "client-endpoints", cfg.ClientEndpoints, "all: clients use every member; one: client i uses member i mod N")
@@ -191,6 +195,28 @@ func applyScenario(cmd *cobra.Command, file string, cfg *experiment.Config) erro
 	}
 	return nil
 }
+
+// optionalRatio is a float flag that is "not given" (negative) until set, so that the
+// help shows no default for --write-ratio.
+type optionalRatio struct{ v *float64 }
+
+func (o *optionalRatio) String() string {
+	if o.v == nil || *o.v < 0 {
+		return ""
+	}
+	return strconv.FormatFloat(*o.v, 'g', -1, 64)
+}
+
+func (o *optionalRatio) Set(s string) error {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return fmt.Errorf("%q is not a number", s)
+	}
+	*o.v = f
+	return nil
+}
+
+func (o *optionalRatio) Type() string { return "float" }
 
 func isTerminal(f *os.File) bool {
 	st, err := f.Stat()
