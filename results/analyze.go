@@ -34,6 +34,9 @@ type Options struct {
 	// CheckMemory is the heap growth, in bytes, after which a porcupine search is abandoned
 	// as unknown (default DefaultCheckMemory).
 	CheckMemory int64
+	// Porcupine searches every key with porcupine, in segments, even where the chain
+	// checker could decide it (to compare the two).
+	Porcupine bool
 }
 
 func (o Options) withDefaults() Options {

@@ -112,6 +112,7 @@ func CheckLinearizability(ops []records.Op, opts Options, vizPath string) Linear
 
 	undecided, memAborts, unbuilt := 0, 0, 0
 	var violating *segment
+	stuck := -1
 	for _, o := range outs {
 		if !o.built {
 			unbuilt++
@@ -127,24 +128,27 @@ func CheckLinearizability(ops []records.Op, opts Options, vizPath string) Linear
 			lin.KeysChecked++
 		}
 		if o.illegal != nil && (violating == nil || o.illegal.key < violating.key) {
-			violating = o.illegal
+			violating, stuck = o.illegal, o.stuck
 		}
 	}
 	// The shrink and visualisation get their own small budget so a violation found at the
 	// last moment is still shown.
 	vizBudget := min(max(time.Until(deadline), 5*time.Second), opts.CheckTimeout, 20*time.Second)
 	vizDeadline := time.Now().Add(vizBudget)
-	stuck := -1
+	var small *segment // the smallest illegal piece of violating
+	var smallDesc string
 	if violating != nil && !violatingKeys[violating.key] {
-		// porcupine found what no pattern explains: say where it got stuck
-		var text string
-		stuck, text = stuckAt(violating, vizDeadline)
+		// The search found what no pattern explains: say where it got stuck, in the
+		// smallest piece porcupine finds illegal on its own (the chain checker only knows
+		// which version it could not place).
+		small, smallDesc = shrinkViolation(violating, stuck, vizDeadline)
+		at, text := stuckAt(small, vizDeadline)
 		v := Violation{Kind: ViolationNoOrder, Instances: 1, Keys: 1, Key: violating.key, T: round3(violating.from),
 			Text: fmt.Sprintf("no order of its operations between t=%.3fs and t=%.3fs fits a register", violating.from, violating.to)}
 		if text != "" {
-			op := violating.ops[stuck].Input.(*regInput).op
+			op := small.ops[at].Input.(*regInput).op
 			v.T = round3(op.Submitted)
-			v.Text = fmt.Sprintf("between t=%.3fs and t=%.3fs %s", violating.from, violating.to, text)
+			v.Text = fmt.Sprintf("between t=%.3fs and t=%.3fs %s", small.from, small.to, text)
 			v.Ops = []string{describeRecord(op)}
 		}
 		vs = append(vs, v)
@@ -171,13 +175,10 @@ func CheckLinearizability(ops []records.Op, opts Options, vizPath string) Linear
 			d = append(d, "found "+describeViolations(vs))
 		}
 		if vizPath != "" {
-			var small *segment
-			var desc string
+			desc := smallDesc
 			if lead != nil && first.Kind != ViolationNoOrder {
 				small = &segment{key: lead.key, ops: witnessHistory(lead.ops)}
 				desc = fmt.Sprintf("the %d operations of that %s", len(lead.ops), lead.kind)
-			} else {
-				small, desc = shrinkViolation(violating, stuck, vizDeadline)
 			}
 			if err := visualize(small, vizPath, vizDeadline); err != nil {
 				d = append(d, fmt.Sprintf("visualisation failed: %v", err))
@@ -372,16 +373,33 @@ func reduce(hist []porcupine.Operation) ([]porcupine.Operation, int) {
 	firstSeen := map[string]int64{}
 	mentioned := map[string]bool{}
 	canDrop := true
+	seen := func(v string, by int64) bool {
+		if r, ok := firstSeen[v]; !ok || by < r {
+			firstSeen[v] = by
+			return true
+		}
+		return false
+	}
 	for _, o := range hist {
 		in, out := o.Input.(*regInput), o.Output.(*regOutput)
 		if v, ok := observed(in, out); ok {
-			if r, seen := firstSeen[v]; !seen || o.Return < r {
-				firstSeen[v] = o.Return
-			}
+			seen(v, o.Return)
 		}
 		mentions(in, out, func(v string) { mentioned[v] = true })
 		if in.kind == regCASNotEq {
 			canDrop = false
+		}
+	}
+	// A failed cas whose value was seen swapped: it saw its expected value too, by then.
+	for changed := true; changed; {
+		changed = false
+		for _, o := range hist {
+			in := o.Input.(*regInput)
+			if in.kind == regCASMaybe && in.unique {
+				if r, ok := firstSeen[in.value]; ok && seen(in.expected, max(o.Call, r)) {
+					changed = true
+				}
+			}
 		}
 	}
 	kept := hist[:0]
@@ -458,10 +476,11 @@ func buildKey(ops []records.Op, idx []int32) (hist []porcupine.Operation, unobse
 	}
 	for _, o := range hist {
 		if in := o.Input.(*regInput); in.state != nil {
-			in.unique = writes[in.value] == 1
+			in.unique = writes[in.value] == 1 && in.value != "" // "" is also the initial value
 		}
 	}
-	return reduce(hist)
+	hist, unobserved = reduce(hist)
+	return tighten(hist), unobserved
 }
 
 // segment is an independently checkable piece of one key's history.
@@ -718,6 +737,7 @@ type keyOutcome struct {
 	unobserved  int
 	opsChecked  int
 	illegal     *segment
+	stuck       int // in illegal.ops, where the chain checker got stuck; -1: not known
 }
 
 // checkKeys checks every key on GOMAXPROCS workers, segment after segment, until all are
@@ -791,7 +811,34 @@ func checkKeys(ops []records.Op, ix *historyIndex, opts Options, deadline time.T
 				}
 				key := ix.keys[i]
 				o := &outs[i]
+				o.stuck = -1
 				hist, unobserved := buildKey(ops, ix.byKey[key])
+				if !opts.Porcupine && chainApplies(hist) {
+					// the whole key at once, with the chain checker
+					o.built, o.segments, o.unobserved = true, 1, unobserved
+					abort := new(atomic.Bool)
+					mu.Lock()
+					running[abort] = true
+					mu.Unlock()
+					r := chainCheck(hist, deadline, abort)
+					mu.Lock()
+					delete(running, abort)
+					mu.Unlock()
+					switch {
+					case abort.Load() && !stop.Load():
+						o.memAborts++
+					case r.res == porcupine.Ok:
+						o.decided++
+						o.opsChecked += len(hist)
+					case r.res == porcupine.Illegal:
+						o.decided++
+						o.opsChecked += len(hist)
+						o.illegal, o.stuck = newSegment(key, 0, hist, false), r.stuck
+						stop.Store(true)
+						abortAll()
+					}
+					continue
+				}
 				segs, dropped := cutSegments(key, hist, opts.MaxOpsPerSegment)
 				hist = nil
 				o.built, o.segments, o.readsAtCuts, o.unobserved = true, len(segs), dropped, unobserved
@@ -857,7 +904,7 @@ func shrinkViolation(s *segment, stuck int, deadline time.Time) (*segment, strin
 			break
 		}
 		// Mostly before the stuck operation: what it contradicts happened earlier.
-		lo, hi := max(stuck-2*half, 0), min(stuck+half/2+1, len(s.ops))
+		lo, hi := max(stuck-2*half, 0), min(stuck+half+1, len(s.ops))
 		if lo == 0 && hi == len(s.ops) {
 			break
 		}
@@ -868,6 +915,13 @@ func shrinkViolation(s *segment, stuck int, deadline time.Time) (*segment, strin
 		}
 		if porcupine.CheckOperationsTimeout(registerModel(segs.wildcard, nil), segs.ops, time.Until(deadline)) == porcupine.Illegal {
 			return segs, fmt.Sprintf("key %q, t=%.3f–%.3fs (%d of the %d operations of its segment)", s.key, segs.from, segs.to, len(segs.ops), len(s.ops))
+		}
+	}
+	if len(s.ops) > 2000 {
+		// too big to show (or for porcupine to search): the operations around the place
+		segs, _ := cutWindow(s, max(stuck-64, 0), min(stuck+16, len(s.ops)))
+		if segs != nil {
+			return segs, fmt.Sprintf("key %q, t=%.3f–%.3fs, the %d operations before where the search got stuck (no smaller piece was shown illegal on its own within the budget)", s.key, segs.from, segs.to, len(segs.ops))
 		}
 	}
 	return s, whole

@@ -1,6 +1,7 @@
 package results
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -361,9 +362,12 @@ func TestLinearizabilityReductionsKeepVerdicts(t *testing.T) {
 		counts[fmt.Sprint(want, i%2)]++
 		got := CheckLinearizability(ops, Options{CheckTimeout: 5 * time.Second}, "")
 		if got.Result != want {
-			t.Fatalf("history %d: got %s, porcupine alone says %s\n%s", i, got.Result, want, dumpOps(ops))
+			t.Fatalf("history %d: got %s, the oracle says %s\n%s", i, got.Result, want, dumpOps(ops))
 		}
-		cut := CheckLinearizability(ops, Options{CheckTimeout: 5 * time.Second, MaxOpsPerSegment: 2 + rng.IntN(3)}, "")
+		if pg := CheckLinearizability(ops, Options{CheckTimeout: 5 * time.Second, Porcupine: true}, ""); pg.Result != want {
+			t.Fatalf("history %d: porcupine after the reductions says %s, the oracle %s\n%s", i, pg.Result, want, dumpOps(ops))
+		}
+		cut := CheckLinearizability(ops, Options{CheckTimeout: 5 * time.Second, MaxOpsPerSegment: 2 + rng.IntN(3), Porcupine: true}, "")
 		if want == LinOK && cut.Result != LinOK {
 			t.Fatalf("history %d: segmented check says %s for a linearizable history\n%s\n%s", i, cut.Result, cut.Detail, dumpOps(ops))
 		}
@@ -392,7 +396,7 @@ func TestLinearizabilitySyntheticSegmented(t *testing.T) {
 		s.seed, s.keys, s.duration = seed, 2, 20
 		ops := s.ops()
 		for _, seg := range []int{0, 50, 400} {
-			lin, _ := check(t, ops, Options{MaxOpsPerSegment: seg})
+			lin, _ := check(t, ops, Options{MaxOpsPerSegment: seg, Porcupine: seg > 0})
 			if lin.Result != LinOK {
 				t.Fatalf("seed %d max %d: %+v", seed, seg, lin)
 			}
@@ -420,7 +424,7 @@ func TestLinearizabilityViolationInLongHistory(t *testing.T) {
 			break
 		}
 	}
-	lin, viz := check(t, ops, Options{MaxOpsPerSegment: 1000})
+	lin, viz := check(t, ops, Options{MaxOpsPerSegment: 1000, Porcupine: true})
 	if lin.Result != LinViolation || lin.Segments < 4 {
 		t.Fatalf("%+v", lin)
 	}
@@ -454,25 +458,27 @@ func TestLinearizabilityNoOrderInLongHistory(t *testing.T) {
 		put("x2", "0", "B", 25.01, 25.03),
 		get("x3", "0", "B", 25.04, 25.05),
 		get("x3", "0", "A", 25.06, 25.07))
-	lin, viz := check(t, kept, Options{MaxOpsPerSegment: 1000})
-	if lin.Result != LinViolation || len(lin.Violations) != 1 || lin.Violations[0].Kind != ViolationNoOrder {
-		t.Fatalf("%+v", lin)
+	for _, pg := range []bool{false, true} {
+		lin, viz := check(t, kept, Options{MaxOpsPerSegment: 1000, Porcupine: pg})
+		if lin.Result != LinViolation || len(lin.Violations) != 1 || lin.Violations[0].Kind != ViolationNoOrder {
+			t.Fatalf("%+v", lin)
+		}
+		v := lin.Violations[0]
+		if !strings.Contains(v.Text, "no order fits get(0) → A [x3") || len(v.Ops) != 1 {
+			t.Errorf("does not name the operation porcupine got stuck at: %+v", v)
+		}
+		if !strings.Contains(lin.Detail, `no valid order on key "0"`) || !strings.Contains(lin.Detail, "operations of its segment)") {
+			t.Errorf("detail: %s", lin.Detail)
+		}
+		b, err := os.ReadFile(viz)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "get(0) → A") || len(b) > 1<<20 {
+			t.Errorf("visualisation (%d bytes) does not show the window", len(b))
+		}
+		t.Logf("porcupine only %v: %s", pg, lin.Detail)
 	}
-	v := lin.Violations[0]
-	if !strings.Contains(v.Text, "no order fits get(0) → A [x3") || len(v.Ops) != 1 {
-		t.Errorf("does not name the operation porcupine got stuck at: %+v", v)
-	}
-	if !strings.Contains(lin.Detail, `no valid order on key "0"`) || !strings.Contains(lin.Detail, "operations of its segment)") {
-		t.Errorf("detail: %s", lin.Detail)
-	}
-	b, err := os.ReadFile(viz)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(b), "get(0) → A") || len(b) > 1<<20 {
-		t.Errorf("visualisation (%d bytes) does not show the window", len(b))
-	}
-	t.Logf("%s", lin.Detail)
 }
 
 // hardHistory is one key whose check is exponential for porcupine: n concurrent writes
@@ -695,10 +701,153 @@ func TestLinearizabilitySyntheticCAS(t *testing.T) {
 			t.Fatalf("seed %d: %d cas, %d swapped", seed, cas, swapped)
 		}
 		for _, seg := range []int{0, 50, 400} {
-			lin, _ := check(t, ops, Options{MaxOpsPerSegment: seg})
+			lin, _ := check(t, ops, Options{MaxOpsPerSegment: seg, Porcupine: seg > 0})
 			if lin.Result != LinOK {
 				t.Fatalf("seed %d max %d: %+v", seed, seg, lin)
 			}
 		}
+	}
+}
+
+// plausibleHistory is a single-key history that is linearizable by construction (every
+// operation takes effect at a random point of its interval, intervals long against the
+// gaps between calls, so many overlap), perturbed half of the time (a read returns another
+// value, a cas claims the other outcome, a write fails): the chain checker's ground.
+func plausibleHistory(rng *rand.Rand, n int) []records.Op {
+	type pt struct {
+		op    records.Op
+		point float64
+	}
+	var all []pt
+	for i := range n {
+		call := float64(i) * 0.1
+		ret := call + rng.Float64()*1.5
+		o := records.Op{Client: fmt.Sprint("c", i), Key: "k", Submitted: call, Completed: ret, Result: records.ResultOK}
+		switch rng.IntN(3) {
+		case 0:
+			o.Kind = records.KindRead
+		case 1:
+			o.Kind, o.Value = records.KindWrite, fmt.Sprint("v", i)
+		default:
+			o.Kind, o.Value = records.KindCAS, fmt.Sprint("v", i)
+		}
+		all = append(all, pt{o, call + rng.Float64()*(ret-call)})
+	}
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(all[a].point, all[b].point) })
+	state, prev := "", ""
+	for _, i := range order {
+		o := &all[i].op
+		switch o.Kind {
+		case records.KindRead:
+			o.Value = state
+		case records.KindWrite:
+			prev, state = state, o.Value
+		case records.KindCAS:
+			o.Expected = state
+			if rng.IntN(3) == 0 {
+				o.Expected = prev
+			}
+			if o.Expected == state {
+				prev, state = state, o.Value
+				o.Swapped = true
+			} else {
+				cur := state
+				o.Current = &cur
+			}
+		}
+	}
+	ops := make([]records.Op, n)
+	for i := range all {
+		ops[i] = all[i].op
+	}
+	if rng.IntN(2) == 0 {
+		o := &ops[rng.IntN(n)]
+		switch {
+		case o.Kind == records.KindRead:
+			o.Value = fmt.Sprint("v", rng.IntN(n))
+			if rng.IntN(4) == 0 {
+				o.Value = ""
+			}
+		case o.Kind == records.KindCAS && o.Swapped:
+			o.Swapped, o.Current = false, &o.Expected
+			cur := fmt.Sprint("v", rng.IntN(n))
+			o.Current = &cur
+		case o.Kind == records.KindCAS:
+			o.Swapped, o.Current = true, nil
+		default:
+			o.Result = "timeout" // a failed write: may or may not have happened
+		}
+	}
+	for i := range ops { // some failures that did happen
+		if rng.IntN(10) == 0 && ops[i].Kind != records.KindRead && ops[i].OK() {
+			ops[i].Result, ops[i].Swapped, ops[i].Current = "timeout", false, nil
+		}
+	}
+	return ops
+}
+
+// The chain checker (what CheckLinearizability uses when every value is unique and no
+// failed compare is of unknown value) agrees with the brute-force oracle on thousands of
+// histories with many operations in flight at once, where porcupine has to backtrack.
+func TestChainCheckerAgreesWithOracle(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	if seed := os.Getenv("DT_ORACLE_SEED"); seed != "" {
+		var s uint64
+		fmt.Sscan(seed, &s)
+		rng = rand.New(rand.NewPCG(s, s))
+	}
+	iters := 4000
+	if os.Getenv("DT_ORACLE_SEED") != "" {
+		iters = 100000
+	}
+	counts := map[string]int{}
+	for i := range iters {
+		ops := plausibleHistory(rng, 4+rng.IntN(13))
+		want := oracleVerdict(ops)
+		counts[want]++
+		ix := indexHistory(ops)
+		if len(ix.keys) == 1 {
+			if hist, _ := buildKey(ops, ix.byKey["k"]); !chainApplies(hist) {
+				t.Fatalf("history %d: the chain checker does not apply", i)
+			}
+		}
+		got := CheckLinearizability(ops, Options{CheckTimeout: 5 * time.Second}, "")
+		if got.Result != want {
+			t.Fatalf("history %d: chain checker %s, oracle %s (%s)\n%s", i, got.Result, want, got.Detail, dumpOps(ops))
+		}
+	}
+	if counts[LinOK] < 500 || counts[LinViolation] < 500 {
+		t.Fatalf("lopsided: %v", counts)
+	}
+}
+
+// A long history with ~30 operations in flight at once on one key (300 ops/s, 100 ms
+// latencies) is decided by the chain checker in well under a second; porcupine does not
+// decide it within the same budget.
+func TestChainCheckerHighConcurrency(t *testing.T) {
+	s := leaderRun()
+	s.keys, s.rate, s.latencyMS, s.casRatio, s.clients = 1, 300, 100, 0.2, 3
+	ops := s.ops()
+	start := time.Now()
+	lin, _ := check(t, ops, Options{CheckTimeout: 10 * time.Second})
+	took := time.Since(start)
+	if lin.Result != LinOK || took > 5*time.Second {
+		t.Fatalf("chain checker: %s in %v: %s", lin.Result, took, lin.Detail)
+	}
+	pg, _ := check(t, ops, Options{CheckTimeout: 3 * time.Second, Porcupine: true})
+	t.Logf("%d ops: chain checker %s in %v; porcupine %s in %.1f s", len(ops), lin.Result, took, pg.Result, pg.DurationS)
+	// a stale read planted in the middle is found
+	for i := range ops {
+		if ops[i].Kind == records.KindRead && ops[i].OK() && ops[i].Submitted > 20 && ops[i].Value != "" {
+			ops[i].Value = "c0-0"
+			break
+		}
+	}
+	if lin, _ := check(t, ops, Options{CheckTimeout: 10 * time.Second}); lin.Result != LinViolation {
+		t.Fatalf("planted stale read: %+v", lin)
 	}
 }

@@ -52,7 +52,8 @@ every run.`,
 	f := c.Flags()
 	f.DurationSliceVar(&opts.Windows, "window", results.DefaultWindows, "bucket widths of the CSV time series (repeat or comma-separate)")
 	f.DurationVar(&opts.CheckTimeout, "check-timeout", results.DefaultCheckTimeout, "time budget of the linearizability check; the verdict is unknown when it runs out (negative skips the check)")
-	f.IntVar(&opts.MaxOpsPerSegment, "check-segment", results.DefaultMaxOpsPerSegment, "operations per key the checker searches at once (bounds its memory)")
+	f.IntVar(&opts.MaxOpsPerSegment, "check-segment", results.DefaultMaxOpsPerSegment, "operations per key porcupine searches at once (bounds its memory)")
+	f.BoolVar(&opts.Porcupine, "porcupine", false, "search every key with porcupine (in segments), also where the chain checker could decide it")
 	f.Int64Var(&checkMemoryMiB, "check-memory", results.DefaultCheckMemory>>20, "MiB of heap growth after which a linearizability search is abandoned as unknown")
 	return c
 }
