@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -108,4 +109,60 @@ func peakRSS() int64 {
 		}
 	}
 	return 0
+}
+
+// BenchmarkCheck10Min checks what dt run's defaults record in 10 minutes at 500 ops/s:
+// 300 000 operations, read=40,write=40,cas=20 on two keys (max-key 1), three clients, a
+// leader kill with a 3 s outage at 5 min. "healthy" has 5 ms latencies (~2.5 operations
+// in flight), "loaded" 50 ms (~25 in flight, what a busy 2-core machine shows). It reports
+// the check's own time and peak heap (the ops already loaded), and, once, porcupine alone
+// (--porcupine) within the default 30 s budget for comparison:
+//
+//	go test ./results -run '^$' -bench Check10Min -benchtime 1x -v
+func BenchmarkCheck10Min(b *testing.B) {
+	for _, c := range []struct {
+		name    string
+		latency float64
+	}{{"healthy", 5}, {"loaded", 50}} {
+		b.Run(c.name, func(b *testing.B) {
+			s := synth{
+				seed: 1, start: 2, duration: 600, rate: 500, keys: 2, clients: 3, readRatio: 0.4, casRatio: 0.2,
+				latencyMS: c.latency, faultStart: 300, faultEnd: 310, outageFrom: 300, outageTo: 303, timeoutS: 1, appliedRatio: 0.5,
+			}
+			ops := s.ops()
+			for _, porcupineOnly := range []bool{false, true} {
+				runtime.GC()
+				base := heapBytes()
+				var peak atomic.Uint64
+				done := make(chan struct{})
+				go func() {
+					for {
+						select {
+						case <-done:
+							return
+						case <-time.After(5 * time.Millisecond):
+							if h := heapBytes(); h > peak.Load() {
+								peak.Store(h)
+							}
+						}
+					}
+				}()
+				start := time.Now()
+				lin := CheckLinearizability(ops, Options{Porcupine: porcupineOnly}, "")
+				took := time.Since(start)
+				close(done)
+				grew := float64(int64(peak.Load())-int64(base)) / (1 << 20)
+				if porcupineOnly {
+					b.Logf("porcupine alone: %s in %.1f s, heap +%.0f MiB: %.200s", lin.Result, took.Seconds(), grew, lin.Detail)
+					continue
+				}
+				if lin.Result != LinOK {
+					b.Fatalf("%+v", lin)
+				}
+				b.ReportMetric(took.Seconds(), "check-s")
+				b.ReportMetric(grew, "check-heap-MiB")
+				b.Logf("%d ops: %s in %.2f s, heap +%.0f MiB", len(ops), lin.Result, took.Seconds(), grew)
+			}
+		})
+	}
 }

@@ -4,9 +4,12 @@ import (
 	"cmp"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -112,6 +115,19 @@ func (e effect) witness() []*records.Op {
 	return []*records.Op{e.op}
 }
 
+// observedBy is observed, of a record: the value it certainly saw, if any.
+func observedBy(op *records.Op) (string, bool) {
+	switch kindOf(op) {
+	case regRead:
+		return op.Value, true
+	case regCASFound:
+		return *op.Current, true
+	case regCASSwap:
+		return op.Expected, true
+	}
+	return "", false
+}
+
 // findPatterns looks for every instance of the patterns on one key's checkable records.
 func findPatterns(ops []records.Op, key string, idx []int32) []instance {
 	writers := map[string][]*records.Op{} // writes and cas (any outcome) by the value they put
@@ -121,8 +137,7 @@ func findPatterns(ops []records.Op, key string, idx []int32) []instance {
 		if op.Kind == records.KindWrite || op.Kind == records.KindCAS {
 			writers[op.Value] = append(writers[op.Value], op)
 		}
-		in, out := recordIO(op)
-		if v, ok := observed(in, out); ok {
+		if v, ok := observedBy(op); ok {
 			if f := firstSeen[v]; f == nil || op.Completed < f.Completed {
 				firstSeen[v] = op
 			}
@@ -188,14 +203,14 @@ func findPatterns(ops []records.Op, key string, idx []int32) []instance {
 	swappedFrom := map[string][]*records.Op{}
 	for _, i := range idx {
 		op := &ops[i]
-		in, out := recordIO(op)
-		if in.kind == regCASFound && out.value == in.expected {
+		k := kindOf(op)
+		if k == regCASFound && *op.Current == op.Expected {
 			add(ViolationFoundExpected, op.Submitted, fmt.Sprintf("%s reported a failed compare although it found the value it compared with", describeRecord(op)), op)
 		}
-		if in.kind == regCASSwap {
-			swappedFrom[in.expected] = append(swappedFrom[in.expected], op)
+		if k == regCASSwap {
+			swappedFrom[op.Expected] = append(swappedFrom[op.Expected], op)
 		}
-		v, ok := observed(in, out)
+		v, ok := observedBy(op)
 		if !ok {
 			continue
 		}
@@ -255,6 +270,32 @@ func describeEffect(e effect) string {
 		return describeRecord(e.op)
 	}
 	return fmt.Sprintf("%s (which %s saw)", describeRecord(e.op), describeRecord(e.seen))
+}
+
+// findAllPatterns runs findPatterns on every key, on GOMAXPROCS workers, until deadline.
+func findAllPatterns(ops []records.Op, ix *historyIndex, deadline time.Time) []instance {
+	per := make([][]instance, len(ix.keys))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(ix.keys)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(ix.keys) || time.Now().After(deadline) {
+					return
+				}
+				per[i] = findPatterns(ops, ix.keys[i], ix.byKey[ix.keys[i]])
+			}
+		}()
+	}
+	wg.Wait()
+	var all []instance
+	for _, p := range per {
+		all = append(all, p...)
+	}
+	return all
 }
 
 // witnessHistory is a witness as a porcupine history from the absent initial value.
