@@ -105,7 +105,7 @@ func TestRunRejectsBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"run", "zookeeper", "simple", "uniform", "leader"}, "valid: etcd, etcd-pre-vote"},
+		{[]string{"run", "riak", "simple", "uniform", "leader"}, "valid: etcd, etcd-pre-vote, zookeeper"},
 		{[]string{"run", "etcd", "ring", "uniform", "leader"}, "valid topologies are"},
 		{[]string{"run", "etcd", "simple", "uniform", "chaos"}, "partial-partition"},
 		{[]string{"run", "etcd", "simple", "ycsb", "leader"}, "uniform"},
