@@ -16,7 +16,9 @@ import (
 func TestCASLinearizableUnderPartialPartition(t *testing.T) {
 	needCluster(t)
 	cfg := testConfig(t, "partial-partition", 15)
-	cfg.Ops, cfg.Clients, cfg.Rate = "read=40,write=40,cas=20", 2, 300
+	// Ten keys: with two (the default) a loaded machine's latencies make nearly every cas
+	// compare with a value overwritten meanwhile (one run: 73 swaps of 900).
+	cfg.Ops, cfg.Clients, cfg.Rate, cfg.MaxKey = "read=40,write=40,cas=20", 2, 300, 9
 	out, err := Run(context.Background(), cfg, Options{Exe: dtBin})
 	if err != nil {
 		t.Fatalf("run: %v", err)
@@ -40,7 +42,7 @@ func TestCASLinearizableUnderPartialPartition(t *testing.T) {
 		}
 	}
 	t.Logf("%d ops: %d reads, %d cas swapped, %d failed compares, %d failed cas", len(run.Ops), reads, swapped, found, failedCAS)
-	if reads < 1000 || swapped < 100 || found < 50 {
+	if reads < 1000 || swapped < 100 || found < 20 {
 		t.Errorf("too little to check: %d reads, %d swapped, %d failed compares", reads, swapped, found)
 	}
 	s := out.Summary
