@@ -49,6 +49,7 @@ var params = []param{
 	{name: "number-nodes", field: func(c *experiment.Config) any { return &c.Nodes }},
 	{name: "number-clients", field: func(c *experiment.Config) any { return &c.Clients }},
 	{name: "datapath", field: func(c *experiment.Config) any { return &c.Datapath }},
+	{name: "disk", field: func(c *experiment.Config) any { return &c.Disk }},
 	{name: "duration", field: func(c *experiment.Config) any { return &c.Duration }},
 	{name: "rate", field: func(c *experiment.Config) any { return &c.Rate }},
 	{name: "arrival-process", field: func(c *experiment.Config) any { return &c.Arrival }},
