@@ -113,7 +113,13 @@ func (l *Layer) mount() error {
 			Logger:            log.New(slogWriter{l.log}, "", 0),
 		},
 	}
+	// go-fuse opens /dev/fuse with syscall.Open and sets close-on-exec only after mount(2):
+	// a process the agent started meanwhile would inherit the descriptor, keep the FUSE
+	// connection alive after the agent dies and hang on the mount. Holding ForkLock for
+	// reading while descriptors are created is syscall's contract for exactly that.
+	syscall.ForkLock.RLock()
 	srv, err := fs.Mount(l.opts.Mountpoint, root, opts)
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		return fmt.Errorf("disk layer: mount %s: %w", l.opts.Mountpoint, err)
 	}
